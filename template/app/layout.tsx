@@ -1,0 +1,25 @@
+import type { Metadata } from "next";
+import Script from "next/script";
+
+import { chatkitScriptUrl, projectName } from "@/lib/chatkit/config";
+
+import "./globals.css";
+
+export const metadata: Metadata = {
+  title: projectName,
+};
+
+export default function RootLayout({
+  children,
+}: Readonly<{ children: React.ReactNode }>) {
+  return (
+    <html lang="en">
+      <body>
+        {/* beforeInteractive puts the script in <head>, so <openai-chatkit> is
+            defined before React hydrates the page. */}
+        <Script src={chatkitScriptUrl} strategy="beforeInteractive" />
+        {children}
+      </body>
+    </html>
+  );
+}

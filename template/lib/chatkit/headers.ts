@@ -1,0 +1,72 @@
+import type { JwtClaims } from "./jwt";
+
+/**
+ * One header the proxy sends the backend:
+ * - `client`: copied from the browser's request header of the same name;
+ * - `claim`: the named claim of the token's payload, so the browser cannot spoof it;
+ * - `env`: the named server-side environment variable, read per request;
+ * - `static`: the value as written.
+ */
+export type HeaderRule =
+  | { readonly name: string; readonly source: "client" }
+  | {
+      readonly name: string;
+      readonly source: "claim" | "env" | "static";
+      readonly value: string;
+    };
+
+export interface HeaderSources {
+  clientHeaders: Headers;
+  claims: JwtClaims | null;
+  env: Readonly<Record<string, string | undefined>>;
+}
+
+/** Resolves each rule to a header value; rules without a value are left out. */
+export function resolveForwardedHeaders(
+  rules: readonly HeaderRule[],
+  { clientHeaders, claims, env }: HeaderSources,
+): Headers {
+  const headers = new Headers();
+
+  for (const rule of rules) {
+    const value = resolveRule(rule, clientHeaders, claims, env);
+    if (value !== null) {
+      headers.set(rule.name, value);
+    }
+  }
+
+  return headers;
+}
+
+function resolveRule(
+  rule: HeaderRule,
+  clientHeaders: Headers,
+  claims: JwtClaims | null,
+  env: Readonly<Record<string, string | undefined>>,
+): string | null {
+  switch (rule.source) {
+    case "client":
+      return clientHeaders.get(rule.name);
+    case "claim":
+      return toHeaderValue(claims?.[rule.value]);
+    case "env":
+      return toHeaderValue(env[rule.value]);
+    case "static":
+      return rule.value;
+  }
+}
+
+/**
+ * Turns a claim or variable into a header value. Strings that a header cannot carry
+ * (characters outside Latin-1, or control characters) are sent percent-encoded as
+ * UTF-8; objects and arrays as JSON; absent values are left out.
+ */
+export function toHeaderValue(value: unknown): string | null {
+  if (value === undefined || value === null || value === "") {
+    return null;
+  }
+
+  const text = typeof value === "string" ? value : JSON.stringify(value);
+  const unsafe = /[^\x20-\x7e\x80-\xff\t]/;
+  return unsafe.test(text) ? encodeURIComponent(text) : text;
+}

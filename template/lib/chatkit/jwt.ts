@@ -1,0 +1,53 @@
+/**
+ * Reads a JWT's payload without verifying its signature.
+ *
+ * The app only uses these claims to greet the user and to label requests; the ChatKit
+ * backend receives the token itself as a Bearer header and must verify it.
+ */
+export type JwtClaims = Readonly<Record<string, unknown>>;
+
+export function decodeJwtPayload(token: string): JwtClaims | null {
+  const parts = token.split(".");
+  if (parts.length !== 3 || parts[1] === "") {
+    return null;
+  }
+
+  try {
+    const payload: unknown = JSON.parse(decodeBase64Url(parts[1]));
+    return isRecord(payload) ? payload : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The claims a page needs to show who is signed in, or null without a `sub`. */
+export interface SignedInUser {
+  id: string;
+  name: string | null;
+  email: string | null;
+}
+
+export function signedInUserFromClaims(
+  claims: JwtClaims | null,
+): SignedInUser | null {
+  const id = claims?.sub;
+  if (typeof id !== "string" || id === "") {
+    return null;
+  }
+  return {
+    id,
+    name: typeof claims?.name === "string" ? claims.name : null,
+    email: typeof claims?.email === "string" ? claims.email : null,
+  };
+}
+
+function decodeBase64Url(segment: string): string {
+  // atob accepts base64 without padding; base64url differs only in two characters.
+  const binary = atob(segment.replace(/-/g, "+").replace(/_/g, "/"));
+  const bytes = Uint8Array.from(binary, (char) => char.charCodeAt(0));
+  return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}

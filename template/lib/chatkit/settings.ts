@@ -1,0 +1,76 @@
+import {
+  cookieName,
+  defaultUpstreamUrl,
+  forwardedHeaders,
+  upstreamPath,
+} from "./config";
+import type { ProxySettings } from "./proxy";
+
+/** Wait this long for the backend's response headers unless the environment says otherwise. */
+export const defaultUpstreamTimeoutMs = 30_000;
+
+/** A server environment variable holds a value the proxy cannot use. */
+export class ConfigurationError extends Error {
+  constructor(variable: string, value: string, expected: string) {
+    super(`${variable}=${JSON.stringify(value)} is invalid: ${expected}`);
+    this.name = "ConfigurationError";
+  }
+}
+
+/**
+ * The proxy's settings for one request. Environment variables are read at request time,
+ * so a built app can be pointed at another backend without rebuilding:
+ * 1. CHATKIT_UPSTREAM_URL, else the rendered `upstream_url` answer;
+ * 2. CHATKIT_UPSTREAM_TIMEOUT_MS, else 30 seconds.
+ */
+export function loadProxySettings(
+  env: Readonly<Record<string, string | undefined>>,
+): ProxySettings {
+  return {
+    cookieName,
+    upstreamUrl: readUpstreamUrl(env),
+    upstreamPath,
+    forwardedHeaders,
+    timeoutMs: readTimeoutMs(env),
+    env,
+  };
+}
+
+function readUpstreamUrl(env: Readonly<Record<string, string | undefined>>): string {
+  const value = env.CHATKIT_UPSTREAM_URL?.trim();
+  if (!value) {
+    return defaultUpstreamUrl;
+  }
+
+  let url: URL | null = null;
+  try {
+    url = new URL(value);
+  } catch {
+    // reported below
+  }
+  if (!url || !["http:", "https:"].includes(url.protocol) || url.search || url.hash) {
+    throw new ConfigurationError(
+      "CHATKIT_UPSTREAM_URL",
+      value,
+      "expected an http(s) URL without query or fragment, such as https://api.example.com",
+    );
+  }
+  return value;
+}
+
+function readTimeoutMs(env: Readonly<Record<string, string | undefined>>): number {
+  const value = env.CHATKIT_UPSTREAM_TIMEOUT_MS?.trim();
+  if (!value) {
+    return defaultUpstreamTimeoutMs;
+  }
+
+  const timeoutMs = Number(value);
+  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) {
+    throw new ConfigurationError(
+      "CHATKIT_UPSTREAM_TIMEOUT_MS",
+      value,
+      "expected a whole number of milliseconds, such as 30000",
+    );
+  }
+  return timeoutMs;
+}
