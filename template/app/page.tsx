@@ -1,4 +1,4 @@
-import { cookies } from "next/headers";
+import { cookies, headers } from "next/headers";
 
 import { ChatPanel } from "@/components/chat-panel";
 import { cookieName, projectName } from "@/lib/chatkit/config";
@@ -8,7 +8,8 @@ import { decodeJwtPayload, signedInUserFromClaims } from "@/lib/chatkit/jwt";
 export default async function Home() {
   const token = (await cookies()).get(cookieName)?.value;
   const user = token ? signedInUserFromClaims(decodeJwtPayload(token)) : null;
-  const domainKey = resolveDomainKey(process.env);
+  const host = (await headers()).get("host") ?? "";
+  const domainKey = resolveDomainKey(process.env, host);
 
   return (
     <main className="page">
@@ -17,8 +18,8 @@ export default async function Home() {
         <section className="notice" data-testid="sign-in-hint">
           <h2>Sign in first</h2>
           <p>
-            The chat needs your login. Sign in so that the <code>{cookieName}</code>{" "}
-            cookie is set, then reload this page.
+            The chat needs your login. Sign in so that the{" "}
+            <code>{cookieName}</code> cookie is set, then reload this page.
           </p>
         </section>
       ) : domainKey.ok ? (

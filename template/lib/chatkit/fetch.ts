@@ -37,15 +37,29 @@ export function createChatKitFetch(options: ChatKitFetchOptions): typeof fetch {
     const page = getPageContext();
     const baseFetch = options.fetch ?? globalThis.fetch;
 
-    const headers = new Headers(input instanceof Request ? input.headers : undefined);
-    new Headers(init?.headers).forEach((value, name) => headers.set(name, value));
+    const headers = new Headers(
+      input instanceof Request ? input.headers : undefined,
+    );
+    new Headers(init?.headers).forEach((value, name) =>
+      headers.set(name, value),
+    );
     headers.set(pageUrlHeader, page.url);
 
-    const body = await withUserContext(input, init, options.user, page, headers);
+    const body = await withUserContext(
+      input,
+      init,
+      options.user,
+      page,
+      headers,
+    );
 
     // same-origin: the proxy lives on this origin, and the cookie must never go to
     // another one even if a URL is misconfigured.
-    const outgoing: RequestInit = { ...init, headers, credentials: "same-origin" };
+    const outgoing: RequestInit = {
+      ...init,
+      headers,
+      credentials: "same-origin",
+    };
     if (body !== undefined) {
       outgoing.body = body;
     }
@@ -75,9 +89,10 @@ async function withUserContext(
   } catch {
     return undefined;
   }
-  const messageInput = isRecord(payload) && isRecord(payload.params)
-    ? payload.params.input
-    : undefined;
+  const messageInput =
+    isRecord(payload) && isRecord(payload.params)
+      ? payload.params.input
+      : undefined;
   if (!isRecord(messageInput)) {
     return undefined;
   }

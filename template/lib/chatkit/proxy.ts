@@ -43,7 +43,10 @@ export async function proxyChatKitRequest(
   request: Request,
   settings: ProxySettings,
 ): Promise<Response> {
-  const token = readTokenCookie(request.headers.get("cookie"), settings.cookieName);
+  const token = readTokenCookie(
+    request.headers.get("cookie"),
+    settings.cookieName,
+  );
   if (token === null) {
     return jsonError(
       401,
@@ -212,7 +215,10 @@ function upstreamFailure(
   const where = `${target.origin}${target.pathname}`;
   if (timedOut) {
     console.error(LOG_TAG, "backend timed out", { upstream: where, timeoutMs });
-    return jsonError(504, `The ChatKit backend did not answer within ${timeoutMs} ms.`);
+    return jsonError(
+      504,
+      `The ChatKit backend did not answer within ${timeoutMs} ms.`,
+    );
   }
 
   console.error(LOG_TAG, "backend unreachable", {
@@ -229,7 +235,9 @@ function describeError(error: unknown): string {
   const cause = error.cause;
   if (cause instanceof Error) {
     const code = (cause as NodeJS.ErrnoException).code;
-    return code ? `${error.message}: ${code}` : `${error.message}: ${cause.message}`;
+    return code
+      ? `${error.message}: ${code}`
+      : `${error.message}: ${cause.message}`;
   }
   return error.message;
 }

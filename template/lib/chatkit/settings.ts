@@ -36,7 +36,9 @@ export function loadProxySettings(
   };
 }
 
-function readUpstreamUrl(env: Readonly<Record<string, string | undefined>>): string {
+function readUpstreamUrl(
+  env: Readonly<Record<string, string | undefined>>,
+): string {
   const value = env.CHATKIT_UPSTREAM_URL?.trim();
   if (!value) {
     return defaultUpstreamUrl;
@@ -48,7 +50,12 @@ function readUpstreamUrl(env: Readonly<Record<string, string | undefined>>): str
   } catch {
     // reported below
   }
-  if (!url || !["http:", "https:"].includes(url.protocol) || url.search || url.hash) {
+  if (
+    !url ||
+    !["http:", "https:"].includes(url.protocol) ||
+    url.search ||
+    url.hash
+  ) {
     throw new ConfigurationError(
       "CHATKIT_UPSTREAM_URL",
       value,
@@ -58,7 +65,9 @@ function readUpstreamUrl(env: Readonly<Record<string, string | undefined>>): str
   return value;
 }
 
-function readTimeoutMs(env: Readonly<Record<string, string | undefined>>): number {
+function readTimeoutMs(
+  env: Readonly<Record<string, string | undefined>>,
+): number {
   const value = env.CHATKIT_UPSTREAM_TIMEOUT_MS?.trim();
   if (!value) {
     return defaultUpstreamTimeoutMs;
