@@ -48,12 +48,22 @@ function resolveRule(
     case "client":
       return clientHeaders.get(rule.name);
     case "claim":
-      return toHeaderValue(claims?.[rule.value]);
+      return toHeaderValue(ownValue(claims, rule.value));
     case "env":
-      return toHeaderValue(env[rule.value]);
+      return toHeaderValue(ownValue(env, rule.value));
     case "static":
       return rule.value;
   }
+}
+
+/** Only the record's own keys, so a name such as `constructor` finds nothing. */
+function ownValue(
+  record: Readonly<Record<string, unknown>> | null,
+  key: string,
+): unknown {
+  return record !== null && Object.hasOwn(record, key)
+    ? record[key]
+    : undefined;
 }
 
 /**

@@ -111,7 +111,9 @@ export function readTokenCookie(
     if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) {
       value = value.slice(1, -1);
     }
-    return value === "" ? null : safeDecodeURIComponent(value);
+    const token = safeDecodeURIComponent(value);
+    // A token must fit in the Authorization header: visible ASCII only.
+    return /^[\x21-\x7e]+$/.test(token) ? token : null;
   }
   return null;
 }

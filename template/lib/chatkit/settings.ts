@@ -9,6 +9,9 @@ import type { ProxySettings } from "./proxy";
 /** Wait this long for the backend's response headers unless the environment says otherwise. */
 export const defaultUpstreamTimeoutMs = 30_000;
 
+/** The longest delay setTimeout can wait. */
+const maxTimeoutMs = 2_147_483_647;
+
 /** A server environment variable holds a value the proxy cannot use. */
 export class ConfigurationError extends Error {
   constructor(variable: string, value: string, expected: string) {
@@ -74,11 +77,16 @@ function readTimeoutMs(
   }
 
   const timeoutMs = Number(value);
-  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) {
+  // setTimeout fires at once for delays above 2^31 - 1 ms.
+  if (
+    !Number.isInteger(timeoutMs) ||
+    timeoutMs <= 0 ||
+    timeoutMs > maxTimeoutMs
+  ) {
     throw new ConfigurationError(
       "CHATKIT_UPSTREAM_TIMEOUT_MS",
       value,
-      "expected a whole number of milliseconds, such as 30000",
+      `expected a whole number of milliseconds up to ${maxTimeoutMs}, such as 30000`,
     );
   }
   return timeoutMs;
