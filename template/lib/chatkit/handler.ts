@@ -1,10 +1,19 @@
 import { jsonError, LOG_TAG, proxyChatKitRequest } from "./proxy";
 import { ConfigurationError, loadProxySettings } from "./settings";
 
+/**
+ * What Next hands a route handler besides the request: the catch-all's `path`, or
+ * nothing at all for /api/chatkit itself.
+ */
+export interface ChatKitRouteContext {
+  params: Promise<{ path?: string[] } | undefined>;
+}
+
 /** What the route handler calls: settings from the environment, then the proxy. */
 export async function handleChatKitRequest(
   request: Request,
   env: Readonly<Record<string, string | undefined>>,
+  subpath: readonly string[] = [],
 ): Promise<Response> {
   let settings;
   try {
@@ -16,5 +25,14 @@ export async function handleChatKitRequest(
     }
     throw error;
   }
-  return proxyChatKitRequest(request, settings);
+  return proxyChatKitRequest(request, settings, subpath);
+}
+
+/** The route handler for /api/chatkit and every path below it, for every method. */
+export async function chatKitRoute(
+  request: Request,
+  context: ChatKitRouteContext,
+): Promise<Response> {
+  const params = await context.params;
+  return handleChatKitRequest(request, process.env, params?.path ?? []);
 }

@@ -23,6 +23,8 @@ import {
 import {
   buildUpstreamHeaders,
   buildUpstreamUrl,
+  encodeSubpath,
+  isAllowedOrigin,
   jsonError,
   proxyChatKitRequest,
   readTokenCookie,
@@ -139,6 +141,7 @@ function settings(overrides: Partial<ProxySettings> = {}): ProxySettings {
       { name: "X-Client", source: "static", value: "chatkit-web" },
     ],
     timeoutMs: 5_000,
+    allowedOrigins: [],
     env: { CHATKIT_API_KEY: "key-1" },
     ...overrides,
   };
@@ -381,6 +384,99 @@ describe("proxyChatKitRequest", () => {
     expect(received[0].body.equals(bytes)).toBe(true);
   });
 
+  it("sends a path below /api/chatkit to the same path below the endpoint", async () => {
+    await proxyChatKitRequest(
+      chatRequest({ method: "PUT", path: "/api/chatkit/files/a%20b?part=1" }),
+      settings({ upstreamUrl: `${upstreamUrl}/prefix` }),
+      ["files", "a b"],
+    );
+
+    expect(received[0].method).toBe("PUT");
+    expect(received[0].url).toBe("/prefix/chatkit/files/a%20b?part=1");
+  });
+
+  it("returns 400 without calling the backend for a path that climbs out", async () => {
+    const response = await proxyChatKitRequest(chatRequest(), settings(), [
+      "files",
+      "..",
+      "admin",
+    ]);
+
+    expect(response.status).toBe(400);
+    expect(await response.json()).toHaveProperty("error");
+    await delay(20);
+    expect(received).toHaveLength(0);
+  });
+
+  it("returns 403 without calling the backend for another site's page", async () => {
+    const response = await proxyChatKitRequest(
+      chatRequest({ headers: { Origin: "https://evil.example" } }),
+      settings(),
+    );
+
+    expect(response.status).toBe(403);
+    await delay(20);
+    expect(received).toHaveLength(0);
+  });
+
+  it("lets a listed origin through", async () => {
+    const response = await proxyChatKitRequest(
+      chatRequest({ headers: { Origin: "https://admin.example" } }),
+      settings({ allowedOrigins: ["https://admin.example"] }),
+    );
+
+    expect(response.status).toBe(200);
+  });
+
+  it("sends the body's true Content-Length rather than chunking it", async () => {
+    const bytes = randomBytes(100_000);
+
+    await proxyChatKitRequest(
+      chatRequest({
+        body: bytes,
+        headers: { "Content-Length": String(bytes.length) },
+      }),
+      settings(),
+    );
+
+    expect(received[0].headers["content-length"]).toBe(String(bytes.length));
+    expect(received[0].headers["transfer-encoding"]).toBeUndefined();
+    expect(received[0].body.equals(bytes)).toBe(true);
+  });
+
+  it("ends a broken event stream with a ChatKit error event", async () => {
+    respond = (_request, res) => {
+      res.writeHead(200, { "Content-Type": "text/event-stream" });
+      res.write('data: {"type":"thread.created"}\n\n');
+      setTimeout(() => res.socket?.destroy(), 20);
+    };
+
+    const response = await proxyChatKitRequest(chatRequest(), settings());
+    const text = await response.text();
+
+    const events = text
+      .split("\n\n")
+      .filter((block) => block.startsWith("data: "))
+      .map((block) => JSON.parse(block.slice("data: ".length)));
+    expect(events[0]).toEqual({ type: "thread.created" });
+    expect(events.at(-1)).toMatchObject({ type: "error", allow_retry: true });
+  });
+
+  it("errors a broken non-stream body instead of ending it cleanly", async () => {
+    respond = (_request, res) => {
+      res.writeHead(200, {
+        "Content-Type": "application/octet-stream",
+        "Content-Length": "1000",
+      });
+      res.write(Buffer.alloc(10));
+      setTimeout(() => res.socket?.destroy(), 20);
+    };
+
+    const response = await proxyChatKitRequest(chatRequest(), settings());
+
+    await expect(response.arrayBuffer()).rejects.toThrow();
+  });
+
   it("sends a GET without a body", async () => {
     await proxyChatKitRequest(
       chatRequest({ method: "GET", body: null }),
@@ -493,7 +589,7 @@ describe("proxyChatKitRequest", () => {
     expect(response.headers.get("x-end-to-end")).toBe("kept");
   });
 
-  it("drops Content-Length and Content-Encoding from a compressed response", async () => {
+  it("passes a compressed response through byte for byte", async () => {
     const body = JSON.stringify({ message: "x".repeat(1000) });
     const compressed = gzipSync(body);
     respond = (_request, res) => {
@@ -507,9 +603,11 @@ describe("proxyChatKitRequest", () => {
 
     const response = await proxyChatKitRequest(chatRequest(), settings());
 
-    expect(response.headers.get("content-encoding")).toBeNull();
-    expect(response.headers.get("content-length")).toBeNull();
-    expect(await response.text()).toBe(body);
+    expect(response.headers.get("content-encoding")).toBe("gzip");
+    expect(response.headers.get("content-length")).toBe(
+      String(compressed.length),
+    );
+    expect(Buffer.from(await response.arrayBuffer())).toEqual(compressed);
   });
 
   it("marks an event stream as uncacheable and unbuffered", async () => {
@@ -685,6 +783,84 @@ describe("proxyChatKitRequest", () => {
       ]),
     ).resolves.toBe("closed");
   });
+});
+
+describe("isAllowedOrigin", () => {
+  function from(headers: Record<string, string>): Request {
+    return new Request("http://127.0.0.1:3000/api/chatkit", { headers });
+  }
+
+  it("allows a request without Origin or Sec-Fetch-Site", () => {
+    expect(isAllowedOrigin(from({}), [])).toBe(true);
+  });
+
+  it("allows the app's own origin", () => {
+    expect(isAllowedOrigin(from({ Origin: "http://127.0.0.1:3000" }), [])).toBe(
+      true,
+    );
+  });
+
+  it("allows the origin the Host header names", () => {
+    const request = from({
+      Origin: "http://chat.local:8080",
+      Host: "chat.local:8080",
+    });
+
+    expect(isAllowedOrigin(request, [])).toBe(true);
+  });
+
+  it("refuses another origin", () => {
+    expect(isAllowedOrigin(from({ Origin: "https://evil.example" }), [])).toBe(
+      false,
+    );
+  });
+
+  it("refuses the opaque null origin", () => {
+    expect(isAllowedOrigin(from({ Origin: "null" }), [])).toBe(false);
+  });
+
+  it("allows a listed origin", () => {
+    const request = from({ Origin: "https://admin.example" });
+
+    expect(isAllowedOrigin(request, ["https://admin.example"])).toBe(true);
+  });
+
+  it.each(["cross-site", "same-site"])(
+    "refuses Sec-Fetch-Site %s without Origin",
+    (site) => {
+      expect(isAllowedOrigin(from({ "Sec-Fetch-Site": site }), [])).toBe(false);
+    },
+  );
+
+  it.each(["same-origin", "none"])(
+    "allows Sec-Fetch-Site %s without Origin",
+    (site) => {
+      expect(isAllowedOrigin(from({ "Sec-Fetch-Site": site }), [])).toBe(true);
+    },
+  );
+});
+
+describe("encodeSubpath", () => {
+  it("returns an empty path for no segments", () => {
+    expect(encodeSubpath([])).toBe("");
+  });
+
+  it("encodes each segment again", () => {
+    expect(encodeSubpath(["files", "a b", "x?y#z"])).toBe(
+      "/files/a%20b/x%3Fy%23z",
+    );
+  });
+
+  it("keeps a percent sign from being decoded twice", () => {
+    expect(encodeSubpath(["%2e%2e"])).toBe("/%252e%252e");
+  });
+
+  it.each([[".."], ["."], [""], ["a/b"], ["..\\x"], ["a\u0000b"], ["a\nb"]])(
+    "refuses the segment %j",
+    (segment) => {
+      expect(encodeSubpath(["files", segment])).toBeNull();
+    },
+  );
 });
 
 describe("readTokenCookie", () => {

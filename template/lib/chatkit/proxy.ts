@@ -1,11 +1,16 @@
+import { Readable } from "node:stream";
+import type { ReadableStream as NodeReadableStream } from "node:stream/web";
+
+import { Agent, request as sendUpstream, type Dispatcher } from "undici";
+
 import { resolveForwardedHeaders, type HeaderRule } from "./headers";
 import { decodeJwtPayload } from "./jwt";
 
 /**
- * The server-side half of the app: takes the browser's request to /api/chatkit, reads the
- * httpOnly token cookie, and forwards the request to the ChatKit backend with
- * `Authorization: Bearer <token>`. Plain Request in, Response out, so it is tested
- * without starting Next.
+ * The server-side half of the app: takes the browser's request to /api/chatkit (or a
+ * path below it), reads the httpOnly token cookie, and forwards the request to the
+ * ChatKit backend with `Authorization: Bearer <token>`. Plain Request in, Response
+ * out, so it is tested without starting Next.
  */
 
 export const LOG_TAG = "[chatkit-proxy]";
@@ -23,26 +28,65 @@ const HOP_BY_HOP_HEADERS = new Set([
   "upgrade",
 ]);
 
-/** Client headers passed on besides the configured ones: what the body needs. */
-const PASSED_REQUEST_HEADERS = ["accept", "accept-language", "content-type"];
+/**
+ * Client headers passed on besides the configured ones: what the body needs, and what
+ * the reply should be. The body is sent unchanged, so its length stays true.
+ */
+const PASSED_REQUEST_HEADERS = [
+  "accept",
+  "accept-language",
+  "content-encoding",
+  "content-length",
+  "content-type",
+];
+
+/**
+ * Sent as the last event when the backend's stream breaks, so ChatKit shows its retry
+ * prompt instead of waiting on a reply that will never finish.
+ */
+const STREAM_ERROR_EVENT = new TextEncoder().encode(
+  'data: {"type":"error","code":"stream.error","allow_retry":true}\n\n',
+);
+
+/**
+ * One connection pool for every backend request. Body timeouts are off: a ChatKit
+ * stream may stay quiet for minutes while a tool runs, and only the browser going
+ * away should end it. Waiting for the response headers is bounded per request.
+ */
+const upstreamAgent = new Agent({ bodyTimeout: 0, keepAliveTimeout: 30_000 });
 
 export interface ProxySettings {
   cookieName: string;
   upstreamUrl: string;
   upstreamPath: string;
   forwardedHeaders: readonly HeaderRule[];
-  /** How long to wait for the backend's response headers; streams may run longer. */
+  /** How long to wait for the backend's response headers once the request is sent. */
   timeoutMs: number;
+  /** Origins besides the app's own whose pages may call the proxy with the cookie. */
+  allowedOrigins: readonly string[];
   env: Readonly<Record<string, string | undefined>>;
 }
 
-// Node's fetch needs `duplex` to send a streamed body; the DOM types lack it.
-type StreamingRequestInit = RequestInit & { duplex?: "half" };
+/** The parts of a backend response that the browser's response is made from. */
+export interface UpstreamResponse {
+  status: number;
+  statusText?: string;
+  headers: Headers;
+  body: ReadableStream<Uint8Array> | null;
+}
 
 export async function proxyChatKitRequest(
   request: Request,
   settings: ProxySettings,
+  subpath: readonly string[] = [],
 ): Promise<Response> {
+  if (!isAllowedOrigin(request, settings.allowedOrigins)) {
+    return jsonError(
+      403,
+      "Cross-site requests to the ChatKit proxy are refused.",
+    );
+  }
+
   const token = readTokenCookie(
     request.headers.get("cookie"),
     settings.cookieName,
@@ -54,43 +98,81 @@ export async function proxyChatKitRequest(
     );
   }
 
+  const path = encodeSubpath(subpath);
+  if (path === null) {
+    return jsonError(400, "The path below /api/chatkit is not allowed.");
+  }
   const target = buildUpstreamUrl(
     settings.upstreamUrl,
-    settings.upstreamPath,
+    settings.upstreamPath + path,
     new URL(request.url).search,
   );
-  const headers = buildUpstreamHeaders(request.headers, token, settings);
-  const hasBody = request.method !== "GET" && request.method !== "HEAD";
 
-  const controller = new AbortController();
-  const abortUpstream = () => controller.abort();
-  request.signal.addEventListener("abort", abortUpstream, { once: true });
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    controller.abort();
-  }, settings.timeoutMs);
-
-  let upstream: Response;
+  let upstream: Dispatcher.ResponseData;
   try {
-    const init: StreamingRequestInit = {
-      method: request.method,
-      headers,
-      body: hasBody ? request.body : undefined,
-      duplex: hasBody ? "half" : undefined,
-      redirect: "manual",
-      cache: "no-store",
-      signal: controller.signal,
-    };
-    upstream = await fetch(target, init);
+    upstream = await sendUpstream(target, {
+      dispatcher: upstreamAgent,
+      method: request.method as Dispatcher.HttpMethod,
+      headers: headersToRecord(
+        buildUpstreamHeaders(request.headers, token, settings),
+      ),
+      body: requestBody(request),
+      signal: request.signal,
+      headersTimeout: settings.timeoutMs,
+      bodyTimeout: 0,
+    });
   } catch (error) {
-    request.signal.removeEventListener("abort", abortUpstream);
-    return upstreamFailure(error, target, timedOut, settings.timeoutMs);
-  } finally {
-    clearTimeout(timer);
+    return upstreamFailure(error, target, settings.timeoutMs);
   }
 
-  return toClientResponse(upstream, request.method);
+  return toClientResponse(
+    {
+      status: upstream.statusCode,
+      statusText: upstream.statusText,
+      headers: headersFromNode(upstream.headers),
+      body: relayBody(upstream.body, {
+        eventStream: isEventStream(upstream.headers),
+        target,
+        clientGone: request.signal,
+      }),
+    },
+    request.method,
+  );
+}
+
+/**
+ * Refuses a browser request made from another site's page, which would carry the
+ * user's cookie without the user meaning it (CSRF). Browsers send Origin on every
+ * cross-origin request and Sec-Fetch-Site on every request; a client that sends
+ * neither is not a browser and has to hold the cookie to be let through.
+ */
+export function isAllowedOrigin(
+  request: Request,
+  allowedOrigins: readonly string[],
+): boolean {
+  const origin = request.headers.get("origin");
+  if (origin !== null) {
+    return (
+      ownOrigins(request).includes(origin) || allowedOrigins.includes(origin)
+    );
+  }
+  const site = request.headers.get("sec-fetch-site");
+  return site === null || site === "same-origin" || site === "none";
+}
+
+function ownOrigins(request: Request): string[] {
+  const url = new URL(request.url);
+  const origins = [url.origin];
+  const host =
+    request.headers.get("x-forwarded-host") ?? request.headers.get("host");
+  if (host) {
+    const proto =
+      request.headers.get("x-forwarded-proto") ?? url.protocol.slice(0, -1);
+    origins.push(
+      `${proto.split(",")[0].trim()}://${host.split(",")[0].trim()}`,
+    );
+  }
+  return origins;
 }
 
 /** Finds the named cookie in a Cookie header; quoted and percent-encoded values are read as browsers send them. */
@@ -116,6 +198,22 @@ export function readTokenCookie(
     return /^[\x21-\x7e]+$/.test(token) ? token : null;
   }
   return null;
+}
+
+/**
+ * Turns the route's path segments (already percent-decoded by Next) into a path that
+ * stays below the ChatKit endpoint: each segment is encoded again, and one that could
+ * climb out (`.`, `..`, or holding a slash or backslash) refuses the whole path.
+ */
+export function encodeSubpath(segments: readonly string[]): string | null {
+  let path = "";
+  for (const segment of segments) {
+    if (/^\.{0,2}$|[/\\\x00-\x1f\x7f]/.test(segment)) {
+      return null;
+    }
+    path += `/${encodeURIComponent(segment)}`;
+  }
+  return path;
 }
 
 /** Appends the ChatKit path to the base URL, keeping any path prefix on it. */
@@ -153,14 +251,15 @@ export function buildUpstreamHeaders(
 }
 
 /**
- * Copies the backend's response for the browser: status, body and end-to-end headers.
- * fetch has already decoded the body, so Content-Encoding and Content-Length no longer
- * describe it and are dropped.
+ * Makes the browser's response from the backend's: status, body and end-to-end
+ * headers. The body's bytes are the backend's own, so Content-Encoding and
+ * Content-Length still describe them.
  */
-export function toClientResponse(upstream: Response, method: string): Response {
+export function toClientResponse(
+  upstream: UpstreamResponse,
+  method: string,
+): Response {
   const headers = copyEndToEndHeaders(upstream.headers);
-  headers.delete("content-encoding");
-  headers.delete("content-length");
 
   if (isEventStream(upstream.headers)) {
     // no-transform keeps Next's compression, and any CDN, from buffering the stream.
@@ -202,8 +301,90 @@ function copyEndToEndHeaders(source: Headers): Headers {
   return headers;
 }
 
-function isEventStream(headers: Headers): boolean {
-  return (headers.get("content-type") ?? "")
+/**
+ * The backend's body as a web stream that reads on demand, so a slow browser slows
+ * the backend down instead of filling memory. The browser going away destroys the
+ * backend connection. If the backend breaks off an event stream, the browser gets a
+ * final ChatKit error event (after a blank line, which ends any half-sent event)
+ * and a clean end; any other body ends in an error, which cuts the response short.
+ */
+function relayBody(
+  body: Readable,
+  options: { eventStream: boolean; target: URL; clientGone: AbortSignal },
+): ReadableStream<Uint8Array> {
+  const { eventStream, target, clientGone } = options;
+  const chunks = body[Symbol.asyncIterator]();
+  let cancelled = false;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { value, done } = await chunks.next();
+        if (done) {
+          controller.close();
+        } else {
+          controller.enqueue(value as Uint8Array);
+        }
+      } catch (error) {
+        if (cancelled || clientGone.aborted) {
+          return; // the browser left first; there is no one to tell
+        }
+        console.error(LOG_TAG, "backend broke off its response", {
+          upstream: describeTarget(target),
+          reason: describeError(error),
+        });
+        if (!eventStream) {
+          controller.error(error);
+          return;
+        }
+        controller.enqueue(new TextEncoder().encode("\n\n"));
+        controller.enqueue(STREAM_ERROR_EVENT);
+        controller.close();
+      }
+    },
+    cancel() {
+      cancelled = true;
+      // Destroying an unfinished body makes undici emit an abort error; it is ours.
+      body.on("error", () => {});
+      body.destroy();
+    },
+  });
+}
+
+function requestBody(request: Request): Readable | null {
+  if (
+    request.body === null ||
+    request.method === "GET" ||
+    request.method === "HEAD"
+  ) {
+    return null;
+  }
+  return Readable.fromWeb(request.body as NodeReadableStream<Uint8Array>);
+}
+
+function headersToRecord(headers: Headers): Record<string, string> {
+  return Object.fromEntries(headers.entries());
+}
+
+function headersFromNode(
+  source: Record<string, string | string[] | undefined>,
+): Headers {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(source)) {
+    for (const item of Array.isArray(value) ? value : [value]) {
+      if (item !== undefined) {
+        headers.append(name, item);
+      }
+    }
+  }
+  return headers;
+}
+
+function isEventStream(headers: Headers | Record<string, unknown>): boolean {
+  const type =
+    headers instanceof Headers
+      ? headers.get("content-type")
+      : headers["content-type"];
+  return String(type ?? "")
     .toLowerCase()
     .startsWith("text/event-stream");
 }
@@ -211,37 +392,47 @@ function isEventStream(headers: Headers): boolean {
 function upstreamFailure(
   error: unknown,
   target: URL,
-  timedOut: boolean,
   timeoutMs: number,
 ): Response {
-  const where = `${target.origin}${target.pathname}`;
-  if (timedOut) {
-    console.error(LOG_TAG, "backend timed out", { upstream: where, timeoutMs });
+  const upstream = describeTarget(target);
+  const code = errorCode(error);
+  if (code === "UND_ERR_HEADERS_TIMEOUT") {
+    console.error(LOG_TAG, "backend timed out", { upstream, timeoutMs });
     return jsonError(
       504,
       `The ChatKit backend did not answer within ${timeoutMs} ms.`,
     );
   }
+  if (code === "UND_ERR_ABORTED" || code === "ABORT_ERR") {
+    // The browser went away; nobody reads this response.
+    return jsonError(499, "The request was cancelled.");
+  }
 
   console.error(LOG_TAG, "backend unreachable", {
-    upstream: where,
+    upstream,
     reason: describeError(error),
   });
   return jsonError(502, "The ChatKit backend could not be reached.");
+}
+
+/** The backend URL without its query string, which may carry secrets. */
+function describeTarget(target: URL): string {
+  return `${target.origin}${target.pathname}`;
+}
+
+function errorCode(error: unknown): string | undefined {
+  if (typeof error === "object" && error !== null && "code" in error) {
+    return String(error.code);
+  }
+  return undefined;
 }
 
 function describeError(error: unknown): string {
   if (!(error instanceof Error)) {
     return String(error);
   }
-  const cause = error.cause;
-  if (cause instanceof Error) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    return code
-      ? `${error.message}: ${code}`
-      : `${error.message}: ${cause.message}`;
-  }
-  return error.message;
+  const code = errorCode(error);
+  return code ? `${error.message} (${code})` : error.message;
 }
 
 export function jsonError(status: number, message: string): Response {

@@ -22,6 +22,7 @@ describe("loadProxySettings", () => {
       upstreamPath,
       forwardedHeaders,
       timeoutMs: defaultUpstreamTimeoutMs,
+      allowedOrigins: [],
       env,
     });
   });
@@ -104,4 +105,26 @@ describe("ConfigurationError", () => {
     expect(error.name).toBe("ConfigurationError");
     expect(error.message).toBe('SOME_VAR="x y" is invalid: expected z');
   });
+});
+
+describe("loadProxySettings allowed origins", () => {
+  it("reads CHATKIT_ALLOWED_ORIGINS as a comma-separated list", () => {
+    const env = {
+      CHATKIT_ALLOWED_ORIGINS: " https://a.example , https://b.example:8443/ ",
+    };
+
+    expect(loadProxySettings(env).allowedOrigins).toEqual([
+      "https://a.example",
+      "https://b.example:8443",
+    ]);
+  });
+
+  it.each(["a.example", "https://a.example/path", "https://a.example?x=1"])(
+    "rejects %j in CHATKIT_ALLOWED_ORIGINS, naming the variable",
+    (value) => {
+      expect(() =>
+        loadProxySettings({ CHATKIT_ALLOWED_ORIGINS: value }),
+      ).toThrow(/CHATKIT_ALLOWED_ORIGINS/);
+    },
+  );
 });

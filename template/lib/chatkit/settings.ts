@@ -24,7 +24,8 @@ export class ConfigurationError extends Error {
  * The proxy's settings for one request. Environment variables are read at request time,
  * so a built app can be pointed at another backend without rebuilding:
  * 1. CHATKIT_UPSTREAM_URL, else the rendered `upstream_url` answer;
- * 2. CHATKIT_UPSTREAM_TIMEOUT_MS, else 30 seconds.
+ * 2. CHATKIT_UPSTREAM_TIMEOUT_MS, else 30 seconds;
+ * 3. CHATKIT_ALLOWED_ORIGINS, a comma-separated list, else only the app's own origin.
  */
 export function loadProxySettings(
   env: Readonly<Record<string, string | undefined>>,
@@ -35,6 +36,7 @@ export function loadProxySettings(
     upstreamPath,
     forwardedHeaders,
     timeoutMs: readTimeoutMs(env),
+    allowedOrigins: readAllowedOrigins(env),
     env,
   };
 }
@@ -90,4 +92,38 @@ function readTimeoutMs(
     );
   }
   return timeoutMs;
+}
+
+function readAllowedOrigins(
+  env: Readonly<Record<string, string | undefined>>,
+): string[] {
+  const value = env.CHATKIT_ALLOWED_ORIGINS?.trim();
+  if (!value) {
+    return [];
+  }
+
+  return value
+    .split(",")
+    .map((item) => item.trim())
+    .filter((item) => item !== "")
+    .map((item) => {
+      let origin: string | null = null;
+      try {
+        origin = new URL(item).origin;
+      } catch {
+        // reported below
+      }
+      if (
+        origin === null ||
+        origin === "null" ||
+        origin !== item.replace(/\/$/, "")
+      ) {
+        throw new ConfigurationError(
+          "CHATKIT_ALLOWED_ORIGINS",
+          value,
+          "expected comma-separated origins such as https://app.example.com,https://admin.example.com",
+        );
+      }
+      return origin;
+    });
 }
