@@ -30,6 +30,11 @@ E2E_ANSWERS = {
 }
 BACKEND_PREFIX = "/prefix"
 BACKEND_API_KEY = "backend-key-from-env"
+# Short enough for tests/test_e2e_proxy.py to see a 504 quickly, long enough for every
+# other backend answer; streams are not cut by it.
+UPSTREAM_TIMEOUT_MS = 2000
+# A second origin, besides the app's own, allowed to call the proxy with the cookie.
+ALLOWED_ORIGIN = "https://allowed.example"
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +95,8 @@ def running_app(
         tmp_path_factory.mktemp("next"),
         CHATKIT_UPSTREAM_URL=backend.base_url + BACKEND_PREFIX,
         CHATKIT_BACKEND_API_KEY=BACKEND_API_KEY,
+        CHATKIT_UPSTREAM_TIMEOUT_MS=str(UPSTREAM_TIMEOUT_MS),
+        CHATKIT_ALLOWED_ORIGINS=ALLOWED_ORIGIN,
     )
     yield RunningApp(app_dir, server, backend, E2E_ANSWERS["cookie_name"])
     server.stop()

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import hashlib
 import json
 import os
+import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -48,6 +50,7 @@ from chatkit.types import (
 )
 from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -62,6 +65,15 @@ MAX_DELTA_COUNT = 1000  # keeps a scripted reply bounded in length
 MAX_DELTA_DELAY = 30.0  # keeps a scripted reply bounded in time
 MAX_RECORDS = 1000  # oldest records are dropped beyond this
 JSON_KEEP_LIMIT = 16 * 1024 * 1024  # subpath bodies above this are hashed but not JSON-parsed
+
+# Bounds on the `_test/...` fault routes, so no request can make the backend loop or wait long.
+MAX_SLOW_SECONDS = 60.0
+MAX_SSE_EVENTS = 1000
+MAX_SSE_DELAY = 30.0
+MAX_SSE_EVENT_SIZE = 1024 * 1024
+MAX_LARGE_MB = 64
+LARGE_CHUNK = 256 * 1024
+DISCONNECT_POLL = 0.05  # seconds between is_disconnected() checks
 
 T = TypeVar("T")
 
@@ -370,6 +382,7 @@ async def read_and_record(
         "arrived_at": arrived_at,
         "method": request.method,
         "path": request.url.path,
+        "raw_path": request.scope.get("raw_path", b"").decode("latin-1"),
         "query": request.url.query,
         "headers": headers,
         "content_type": content_type,
@@ -450,6 +463,200 @@ def _error(record: dict[str, Any], status: int, message: str) -> JSONResponse:
     """JSON error response, noting the status on the record."""
     record["status"] = status
     return JSONResponse({"error": message}, status_code=status)
+
+
+# --------------------------------------------------------------------------- fault routes
+#
+# Below `<chatkit_path>/_test/`, so a proxy in front forwards them like any ChatKit subpath.
+# Every one is recorded like other subpath requests; what a route observed afterwards (a
+# client that went away, an abort) is added to its record.
+
+
+def _query_number(request: Request, name: str, default: float, low: float, high: float) -> float:
+    """A numeric query parameter clamped into [low, high]; unparsable values give `default`."""
+    try:
+        value = float(request.query_params.get(name, default))
+    except ValueError:
+        value = default
+    if value != value:  # NaN
+        value = default
+    return min(max(value, low), high)
+
+
+def _sse_event(index: int, size: int) -> bytes:
+    """One `data: {...}` SSE event of about `size` bytes, numbered `index`."""
+    head = {"type": "test.event", "index": index, "pad": ""}
+    overhead = len(b"data: \n\n") + len(json.dumps(head, separators=(",", ":")))
+    head["pad"] = "x" * max(size - overhead, 0)
+    return b"data: " + json.dumps(head, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _large_chunks(mb: int) -> Iterator[bytes]:
+    """The deterministic pseudo-random body of `_test/large?mb=N`, as a generator of chunks."""
+    rng = random.Random(f"chatkit-test-large-{mb}")
+    remaining = mb * 1024 * 1024
+    while remaining > 0:
+        size = min(LARGE_CHUNK, remaining)
+        remaining -= size
+        yield rng.randbytes(size)
+
+
+def fault_routes(chatkit_path: str, recorder: Recorder) -> list[Route]:
+    """The `_test/...` routes (status, cookies, hop, gzip, slow, sse, die, large)."""
+    base = chatkit_path.rstrip("/") + "/_test"
+    large_digests: dict[int, str] = {}
+
+    async def status(request: Request) -> Response:
+        """Answer `{code}` with `?body=` as the body and `?content_type=` as its type."""
+        record, _ = await read_and_record(request, recorder, chatkit=False)
+        code = request.path_params["code"]
+        if not 200 <= code <= 599:
+            return _error(record, 400, f"status {code} is not between 200 and 599")
+        record["status"] = code
+        if code in (204, 304):
+            return Response(status_code=code)
+        content_type = request.query_params.get("content_type", "text/plain; charset=utf-8")
+        body = request.query_params.get("body", "").encode()
+        return Response(body, status_code=code, headers={"Content-Type": content_type})
+
+    async def cookies(request: Request) -> Response:
+        """A 200 carrying two separate Set-Cookie headers."""
+        record, _ = await read_and_record(request, recorder, chatkit=False)
+        record["status"] = 200
+        response = JSONResponse({"cookies": ["first", "second"]})
+        response.set_cookie("first", "one", path="/", httponly=True)
+        response.set_cookie("second", "two", path="/", max_age=60)
+        return response
+
+    async def hop(request: Request) -> Response:
+        """A 200 with hop-by-hop headers (one named by Connection) and an end-to-end one."""
+        record, _ = await read_and_record(request, recorder, chatkit=False)
+        record["status"] = 200
+        headers = {
+            "Connection": "X-Hop-Secret",
+            "X-Hop-Secret": "1",
+            "Keep-Alive": "timeout=5",
+            "X-End-To-End": "yes",
+        }
+        return JSONResponse({"hop": True}, headers=headers)
+
+    async def gzipped(request: Request) -> Response:
+        """A JSON body compressed here, sent with Content-Encoding: gzip."""
+        record, _ = await read_and_record(request, recorder, chatkit=False)
+        record["status"] = 200
+        payload = {"compressed": True, "items": [f"item-{index}" for index in range(200)]}
+        raw = json.dumps(payload).encode()
+        body = gzip.compress(raw, mtime=0)
+        record["gzip"] = {"raw_sha256": hashlib.sha256(raw).hexdigest(), "size": len(body)}
+        return Response(
+            body,
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+
+    async def slow(request: Request) -> Response:
+        """Wait `?seconds=N` before any header, noting when (if) the client goes away."""
+        record, _ = await read_and_record(request, recorder, chatkit=False)
+        seconds = _query_number(request, "seconds", 5.0, 0.0, MAX_SLOW_SECONDS)
+        record["disconnected_at"] = None
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if await request.is_disconnected():
+                record["disconnected_at"] = time.time()
+                record["status"] = None
+                return Response(status_code=503)  # never sent: the client is gone
+            await asyncio.sleep(min(DISCONNECT_POLL, max(deadline - time.monotonic(), 0)))
+        record["status"] = 200
+        return JSONResponse({"slept": seconds})
+
+    async def sse(request: Request) -> Response:
+        """`?events=N` SSE events of about `?size=B` bytes, `?delay=S` seconds apart."""
+        record, _ = await read_and_record(request, recorder, chatkit=False)
+        count = int(_query_number(request, "events", 5, 0, MAX_SSE_EVENTS))
+        delay = _query_number(request, "delay", 0.1, 0.0, MAX_SSE_DELAY)
+        size = int(_query_number(request, "size", 64, 0, MAX_SSE_EVENT_SIZE))
+        record["disconnected_at"] = None
+
+        async def events() -> AsyncIterator[bytes]:
+            finished = False
+            try:
+                for index in range(count):
+                    if index and delay > 0:
+                        deadline = time.monotonic() + delay
+                        while time.monotonic() < deadline:
+                            if await request.is_disconnected():
+                                return
+                            await asyncio.sleep(
+                                min(DISCONNECT_POLL, max(deadline - time.monotonic(), 0))
+                            )
+                    if await request.is_disconnected():
+                        return
+                    yield _sse_event(index, size)
+                finished = True
+            finally:
+                # Cancelled by Starlette's disconnect listener, closed early, or returned above.
+                if not finished and record["disconnected_at"] is None:
+                    record["disconnected_at"] = time.time()
+
+        return RecordingStreamingResponse(
+            events(),
+            record,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def die(request: Request) -> Response:
+        """`?after=N` SSE events, then an exception that makes uvicorn abort the body."""
+        record, _ = await read_and_record(request, recorder, chatkit=False)
+        after = int(_query_number(request, "after", 3, 0, MAX_SSE_EVENTS))
+        record["aborted_at"] = None
+
+        async def events() -> AsyncIterator[bytes]:
+            for index in range(after):
+                yield _sse_event(index, 64)
+                await asyncio.sleep(0.05)
+            record["aborted_at"] = time.time()
+            raise RuntimeError("test backend: connection broken on purpose (_test/die)")
+
+        return RecordingStreamingResponse(
+            events(),
+            record,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def large(request: Request) -> Response:
+        """`?mb=N` MB of deterministic pseudo-random bytes, streamed, with `X-Sha256`."""
+        record, _ = await read_and_record(request, recorder, chatkit=False)
+        mb = int(_query_number(request, "mb", 1, 0, MAX_LARGE_MB))
+        if mb not in large_digests:
+            digest = hashlib.sha256()
+            for chunk in _large_chunks(mb):
+                digest.update(chunk)
+            large_digests[mb] = digest.hexdigest()
+
+        async def body() -> AsyncIterator[bytes]:
+            for chunk in _large_chunks(mb):
+                yield chunk
+
+        record["large"] = {"size": mb * 1024 * 1024, "sha256": large_digests[mb]}
+        return RecordingStreamingResponse(
+            body(),
+            record,
+            media_type="application/octet-stream",
+            headers={"X-Sha256": large_digests[mb]},
+        )
+
+    any_method = ["GET", "POST", "PUT"]
+    return [
+        Route(base + "/status/{code:int}", status, methods=any_method),
+        Route(base + "/cookies", cookies, methods=any_method),
+        Route(base + "/hop", hop, methods=any_method),
+        Route(base + "/gzip", gzipped, methods=any_method),
+        Route(base + "/slow", slow, methods=any_method),
+        Route(base + "/sse", sse, methods=any_method),
+        Route(base + "/die", die, methods=any_method),
+        Route(base + "/large", large, methods=any_method),
+    ]
 
 
 # --------------------------------------------------------------------------- app factory
@@ -559,19 +766,28 @@ def create_app(
         """Readiness probe."""
         return PlainTextResponse("ok")
 
+    async def unrouted(request: Request, exc: Exception) -> Response:
+        """Record a request no route took (404/405), so a proxy's stray requests show up."""
+        assert isinstance(exc, HTTPException)
+        record, _ = await read_and_record(request, recorder, chatkit=False)
+        record["status"] = exc.status_code
+        record["unrouted"] = True
+        return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+
     chatkit_methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/__test__/requests", list_requests, methods=["GET"]),
         Route("/__test__/reset", reset_requests, methods=["POST"]),
         Route(chatkit_path, chatkit_endpoint, methods=chatkit_methods),
+        *fault_routes(chatkit_path, recorder),
         Route(
             chatkit_path.rstrip("/") + "/{rest:path}",
             subpath_endpoint,
             methods=["GET", "POST", "PUT"],
         ),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={404: unrouted, 405: unrouted})
     app.state.chatkit_server = server
     app.state.store = store
     app.state.recorder = recorder

@@ -278,3 +278,90 @@ def test_reset_clears_records(client: httpx.Client) -> None:
     assert client.get("/__test__/requests").json()
     assert client.post("/__test__/reset").status_code == 200
     assert client.get("/__test__/requests").json() == []
+
+
+# --------------------------------------------------------------------------- fault routes
+
+TEST_ROUTES = f"{CHATKIT_PATH}/_test"
+
+
+def _record_for(client: httpx.Client, path: str) -> dict[str, Any]:
+    """The most recent record of a request to `path`."""
+    records = [r for r in client.get("/__test__/requests").json() if r["path"] == path]
+    assert records, path
+    return records[-1]
+
+
+def test_status_route_answers_code_body_and_type(client: httpx.Client) -> None:
+    response = client.put(f"{TEST_ROUTES}/status/409?body=taken&content_type=text/plain")
+    assert (response.status_code, response.text) == (409, "taken")
+    assert response.headers["content-type"] == "text/plain"
+    empty = client.get(f"{TEST_ROUTES}/status/204?body=ignored")
+    assert (empty.status_code, empty.content) == (204, b"")
+    assert _record_for(client, f"{TEST_ROUTES}/status/204")["status"] == 204
+
+
+def test_cookie_hop_gzip_and_large_routes(client: httpx.Client) -> None:
+    cookies = client.get(f"{TEST_ROUTES}/cookies")
+    assert len(cookies.headers.get_list("set-cookie")) == 2
+    hop = client.get(f"{TEST_ROUTES}/hop")
+    assert hop.headers["connection"] == "X-Hop-Secret"
+    assert (hop.headers["x-hop-secret"], hop.headers["keep-alive"]) == ("1", "timeout=5")
+    assert hop.headers["x-end-to-end"] == "yes"
+    with client.stream("GET", f"{TEST_ROUTES}/gzip") as response:
+        raw = b"".join(response.iter_raw())
+        assert response.headers["content-encoding"] == "gzip"
+        assert int(response.headers["content-length"]) == len(raw)
+    assert client.get(f"{TEST_ROUTES}/gzip").json()["compressed"] is True
+    large = client.get(f"{TEST_ROUTES}/large?mb=2")
+    assert len(large.content) == 2 * 1024 * 1024
+    assert hashlib.sha256(large.content).hexdigest() == large.headers["x-sha256"]
+
+
+def test_sse_route_streams_and_notices_a_client_that_leaves(client: httpx.Client) -> None:
+    with client.stream("GET", f"{TEST_ROUTES}/sse?events=3&delay=0.1&size=200") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert [json.loads(e[6:])["index"] for e in events] == [0, 1, 2]
+    assert all(195 <= len(e) + 2 <= 205 for e in events)
+    done = _record_for(client, f"{TEST_ROUTES}/sse")
+    assert len(done["event_timestamps"]) == 3 and done["disconnected_at"] is None
+
+    with httpx.Client(base_url=client.base_url, trust_env=False, timeout=10.0) as leaving:
+        with leaving.stream("GET", f"{TEST_ROUTES}/sse?events=50&delay=0.2") as response:
+            next(line for line in response.iter_lines() if line.startswith("data: "))
+    closed_at = time.time()
+    time.sleep(1.0)
+    left = _record_for(client, f"{TEST_ROUTES}/sse")
+    assert left["disconnected_at"] is not None
+    assert left["disconnected_at"] - closed_at < 1.0
+    assert len(left["event_timestamps"]) < 50
+
+
+def test_slow_route_waits_and_notices_a_client_that_leaves(client: httpx.Client) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        client.get(f"{TEST_ROUTES}/slow?seconds=5", timeout=0.3)
+    gave_up_at = time.time()
+    time.sleep(0.5)
+    record = _record_for(client, f"{TEST_ROUTES}/slow")
+    assert record["disconnected_at"] is not None
+    assert record["disconnected_at"] - gave_up_at < 0.5
+    assert client.get(f"{TEST_ROUTES}/slow?seconds=0.2").json() == {"slept": 0.2}
+
+
+def test_die_route_breaks_the_body_after_n_events(client: httpx.Client) -> None:
+    events: list[str] = []
+    with pytest.raises(httpx.RemoteProtocolError):
+        with client.stream("GET", f"{TEST_ROUTES}/die?after=3") as response:
+            events.extend(line for line in response.iter_lines() if line.startswith("data: "))
+    assert len(events) == 3
+    assert _record_for(client, f"{TEST_ROUTES}/die")["aborted_at"] is not None
+
+
+def test_requests_no_route_takes_are_recorded_too(client: httpx.Client) -> None:
+    response = client.post("/elsewhere/x?q=1", content=b"stray")
+    assert (response.status_code, response.text) == (404, "Not Found")
+    assert client.patch(f"{CHATKIT_PATH}/files/x").status_code == 405
+    stray = _record_for(client, "/elsewhere/x")
+    assert (stray["status"], stray["query"], stray["size"]) == (404, "q=1", 5)
+    assert _record_for(client, f"{CHATKIT_PATH}/files/x")["status"] == 405

@@ -1,5 +1,6 @@
-import { Readable } from "node:stream";
+import { pipeline, Readable, type Transform } from "node:stream";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
+import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
 
 import { Agent, request as sendUpstream, type Dispatcher } from "undici";
 
@@ -125,19 +126,78 @@ export async function proxyChatKitRequest(
     return upstreamFailure(error, target, settings.timeoutMs);
   }
 
+  const headers = headersFromNode(upstream.headers);
+  const body = decodeBody(upstream.body, headers);
+  if (body === null) {
+    upstream.body.on("error", () => {}).destroy();
+    console.error(LOG_TAG, "backend used an unknown Content-Encoding", {
+      upstream: describeTarget(target),
+      contentEncoding: headers.get("content-encoding"),
+    });
+    return jsonError(
+      502,
+      "The ChatKit backend's response could not be decoded.",
+    );
+  }
+
   return toClientResponse(
     {
       status: upstream.statusCode,
       statusText: upstream.statusText,
-      headers: headersFromNode(upstream.headers),
-      body: relayBody(upstream.body, {
-        eventStream: isEventStream(upstream.headers),
+      headers,
+      body: relayBody(body, {
+        eventStream: isEventStream(headers),
         target,
         clientGone: request.signal,
       }),
     },
     request.method,
   );
+}
+
+/**
+ * Next drops Content-Encoding from a route's response and sends the body as given,
+ * so a compressed body is decoded here (and its length header dropped with it);
+ * Next compresses again for browsers that ask. Returns null for an encoding Node
+ * cannot decode.
+ */
+function decodeBody(body: Readable, headers: Headers): Readable | null {
+  const codings = (headers.get("content-encoding") ?? "")
+    .split(",")
+    .map((coding) => coding.trim().toLowerCase())
+    .filter((coding) => coding !== "" && coding !== "identity");
+  if (codings.length === 0) {
+    return body;
+  }
+
+  const decoders: Transform[] = [];
+  for (const coding of codings.reverse()) {
+    const decoder = createDecoder(coding);
+    if (decoder === null) {
+      return null;
+    }
+    decoders.push(decoder);
+  }
+  headers.delete("content-encoding");
+  headers.delete("content-length");
+  // pipeline passes an error in any stage on to the last, where relayBody sees it.
+  const decoded = decoders[decoders.length - 1];
+  pipeline([body, ...decoders], () => {});
+  return decoded;
+}
+
+function createDecoder(coding: string): Transform | null {
+  switch (coding) {
+    case "gzip":
+    case "x-gzip":
+      return createGunzip();
+    case "deflate":
+      return createInflate();
+    case "br":
+      return createBrotliDecompress();
+    default:
+      return null;
+  }
 }
 
 /**
@@ -250,11 +310,7 @@ export function buildUpstreamHeaders(
   return headers;
 }
 
-/**
- * Makes the browser's response from the backend's: status, body and end-to-end
- * headers. The body's bytes are the backend's own, so Content-Encoding and
- * Content-Length still describe them.
- */
+/** Makes the browser's response from the backend's: status, body and end-to-end headers. */
 export function toClientResponse(
   upstream: UpstreamResponse,
   method: string,
