@@ -1,0 +1,3 @@
+from chatkit_proxy.cli import main
+
+main()

@@ -1,0 +1,219 @@
+"""What `new`, `update` and `verify` do, as plain functions the CLI and the tests call."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from copier import run_copy, run_update
+from copier.errors import CopierError
+
+from chatkit_proxy import TEMPLATE_ROOT
+from chatkit_proxy.errors import (
+    AnswerError,
+    DestinationError,
+    StepFailedError,
+    ToolMissingError,
+)
+
+PACKAGE_MANAGERS = ("npm", "pnpm", "yarn", "bun")
+ANSWERS_FILE = ".copier-answers.yml"
+
+# What `verify` runs, in order, as package.json scripts of the rendered app.
+VERIFY_SCRIPTS = ("typecheck", "lint", "format:check", "test", "build")
+
+
+def parse_data(pairs: Sequence[str], data_file: Path | None) -> dict[str, Any]:
+    """Answers from `--data-file` (YAML), then `--data KEY=VALUE` pairs on top.
+
+    Values from `--data` stay text, as with Copier's own flag: Copier reads them by
+    each question's type, so `custom_headers=[{name: X-A, source: client}]` is a list.
+    """
+    data: dict[str, Any] = {}
+    if data_file is not None:
+        try:
+            loaded = yaml.safe_load(data_file.read_text())
+        except (OSError, yaml.YAMLError) as error:
+            raise AnswerError(f"--data-file {data_file}: cannot read it as YAML ({error})") from None
+        if not isinstance(loaded, dict):
+            raise AnswerError(
+                f"--data-file {data_file}: expected a mapping of question: answer, "
+                "such as `cookie_name: id_token`"
+            )
+        data.update(loaded)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise AnswerError(f"--data {pair!r}: expected KEY=VALUE, such as cookie_name=id_token")
+        data[key.strip()] = value
+    return data
+
+
+def render(
+    dest: Path,
+    data: Mapping[str, Any],
+    *,
+    defaults: bool,
+    template: str | Path = TEMPLATE_ROOT,
+    vcs_ref: str | None = None,
+    quiet: bool = False,
+) -> None:
+    """Render the template into `dest`, which must not exist or be empty."""
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise DestinationError(f"{dest} already exists and is not empty; choose a new directory")
+    try:
+        run_copy(
+            str(template),
+            str(dest),
+            data=dict(data),
+            defaults=defaults,
+            unsafe=False,
+            vcs_ref=vcs_ref,
+            quiet=quiet,
+        )
+    except ValueError as error:
+        raise AnswerError(one_line(error)) from None
+    except CopierError as error:
+        raise DestinationError(one_line(error)) from None
+
+
+def update(
+    dest: Path,
+    data: Mapping[str, Any],
+    *,
+    defaults: bool,
+    vcs_ref: str | None = None,
+    conflict: str = "inline",
+    quiet: bool = False,
+) -> None:
+    """Bring a rendered app up to a newer template release, keeping the team's edits."""
+    if not (dest / ANSWERS_FILE).is_file():
+        raise DestinationError(
+            f"{dest} has no {ANSWERS_FILE}: update works on an app made from this template"
+        )
+    if not (dest / ".git").exists():
+        raise DestinationError(f"{dest} is not a git repository; `git init` and commit it first")
+    if git_output(dest, "status", "--porcelain"):
+        raise DestinationError(f"{dest} has uncommitted changes; commit or stash them first")
+    try:
+        run_update(
+            str(dest),
+            data=dict(data),
+            defaults=defaults,
+            overwrite=True,
+            unsafe=False,
+            vcs_ref=vcs_ref,
+            conflict=conflict,  # type: ignore[arg-type]
+            skip_answered=defaults,
+            quiet=quiet,
+        )
+    except ValueError as error:
+        raise AnswerError(one_line(error)) from None
+    except CopierError as error:
+        raise DestinationError(one_line(error)) from None
+
+
+def git_init_and_commit(dest: Path, message: str) -> None:
+    """Make `dest` a git repository whose first commit is the rendered app."""
+    require("git", "install git, or pass --no-git")
+    run_step(dest, ["git", "init", "-q"])
+    run_step(dest, ["git", "add", "-A"])
+    identity: list[str] = []
+    if not git_output(dest, "config", "user.email"):
+        # A fresh machine has no identity; the commit still needs one.
+        identity = ["-c", "user.name=chatkit-proxy", "-c", "user.email=chatkit-proxy@localhost"]
+    run_step(dest, ["git", *identity, "commit", "-q", "-m", message])
+
+
+def detect_package_manager(dest: Path, env: Mapping[str, str] | None = None) -> str:
+    """The package manager to install with, in this order:
+
+    1. the one whose lock file is in `dest`;
+    2. the one that launched us (npm_config_user_agent, as `npx` or `pnpm dlx` set it);
+    3. the first of npm, pnpm, yarn and bun that is installed.
+    """
+    env = os.environ if env is None else env
+    locks = {
+        "package-lock.json": "npm",
+        "pnpm-lock.yaml": "pnpm",
+        "yarn.lock": "yarn",
+        "bun.lock": "bun",
+        "bun.lockb": "bun",
+    }
+    for lock, manager in locks.items():
+        if (dest / lock).is_file():
+            return manager
+    agent = env.get("npm_config_user_agent", "").split("/", 1)[0]
+    if agent in PACKAGE_MANAGERS:
+        return agent
+    for manager in PACKAGE_MANAGERS:
+        if shutil.which(manager):
+            return manager
+    raise ToolMissingError(
+        "none of npm, pnpm, yarn or bun is installed; install Node.js 20 (it brings npm), "
+        "or pass --no-install"
+    )
+
+
+def install(dest: Path, manager: str) -> None:
+    require(manager, f"install {manager}, choose another with --package-manager, or --no-install")
+    run_step(dest, [manager, "install"])
+
+
+@dataclass
+class StepResult:
+    script: str
+    returncode: int
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def verify(dest: Path, manager: str, scripts: Sequence[str] = VERIFY_SCRIPTS) -> list[StepResult]:
+    """Run the app's own checks and build, every one even after a failure."""
+    if not (dest / "package.json").is_file():
+        raise DestinationError(f"{dest} has no package.json; pass the app's directory")
+    if not (dest / "node_modules").is_dir():
+        raise DestinationError(f"{dest} has no node_modules; run `{manager} install` there first")
+    require(manager, f"install {manager}, or choose another with --package-manager")
+    results = []
+    for script in scripts:
+        done = subprocess.run(
+            [manager, "run", script],
+            cwd=dest,
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "NEXT_TELEMETRY_DISABLED": "1"},
+        )
+        results.append(StepResult(script, done.returncode, done.stdout + done.stderr))
+    return results
+
+
+def require(program: str, advice: str) -> None:
+    if shutil.which(program) is None:
+        raise ToolMissingError(f"{program} is not installed; {advice}")
+
+
+def run_step(cwd: Path, cmd: list[str]) -> None:
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-20:])
+        raise StepFailedError(f"`{' '.join(cmd)}` failed in {cwd} (exit {done.returncode}):\n{tail}")
+
+
+def git_output(cwd: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    return done.stdout.strip()
+
+
+def one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
