@@ -48,3 +48,28 @@ ANSWER_SETS: dict[str, dict[str, Any]] = {
         "custom_headers": [],
     },
 }
+
+DEFAULTS: dict[str, Any] = {
+    "project_name": "ChatKit App",
+    "cookie_name": "id_token",
+    "upstream_url": "http://localhost:8000",
+    "upstream_path": "/chatkit",
+    "chatkit_script_url": "https://cdn.platform.openai.com/deployments/chatkit/chatkit.js",
+    "custom_headers": [
+        {"name": "X-Page-URL", "source": "client"},
+        {"name": "X-User-ID", "source": "claim", "value": "sub"},
+    ],
+}
+
+
+def expected_config(answers: dict[str, Any]) -> dict[str, Any]:
+    """What lib/chatkit/config.ts must export for these answers (defaults filled in)."""
+    merged = DEFAULTS | answers
+    return {
+        "projectName": merged["project_name"],
+        "cookieName": merged["cookie_name"],
+        "defaultUpstreamUrl": merged["upstream_url"],
+        "upstreamPath": merged["upstream_path"],
+        "chatkitScriptUrl": merged["chatkit_script_url"],
+        "forwardedHeaders": merged["custom_headers"],
+    }

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests import harness
-from tests.answer_sets import ANSWER_SETS
+from tests.answer_sets import ANSWER_SETS, expected_config
 
 pytestmark = pytest.mark.slow
 
@@ -23,28 +23,6 @@ it("holds exactly the rendered answers", () => {{
   expect({{ ...config }}).toEqual({expected});
 }});
 """
-
-
-def expected_config(answers: dict) -> dict:
-    merged = {
-        "project_name": "ChatKit App",
-        "cookie_name": "id_token",
-        "upstream_url": "http://localhost:8000",
-        "upstream_path": "/chatkit",
-        "chatkit_script_url": "https://cdn.platform.openai.com/deployments/chatkit/chatkit.js",
-        "custom_headers": [
-            {"name": "X-Page-URL", "source": "client"},
-            {"name": "X-User-ID", "source": "claim", "value": "sub"},
-        ],
-    } | answers
-    return {
-        "projectName": merged["project_name"],
-        "cookieName": merged["cookie_name"],
-        "defaultUpstreamUrl": merged["upstream_url"],
-        "upstreamPath": merged["upstream_path"],
-        "chatkitScriptUrl": merged["chatkit_script_url"],
-        "forwardedHeaders": merged["custom_headers"],
-    }
 
 
 @pytest.fixture(scope="module", params=sorted(ANSWER_SETS))
