@@ -15,8 +15,8 @@ export default function RootLayout({
   return (
     <html lang="en">
       <body>
-        {/* beforeInteractive puts the script in <head>, so <openai-chatkit> is
-            defined before React hydrates the page. */}
+        {/* beforeInteractive preloads the script from <head> and runs it before
+            React hydrates, so <openai-chatkit> is defined by then. */}
         <Script src={chatkitScriptUrl} strategy="beforeInteractive" />
         {children}
       </body>
