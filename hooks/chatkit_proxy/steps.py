@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ def render(
     """Render the template into `dest`, which must not exist or be empty."""
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise DestinationError(f"{dest} already exists and is not empty; choose a new directory")
-    try:
+    with copier_errors():
         run_copy(
             str(template),
             str(dest),
@@ -77,10 +78,6 @@ def render(
             vcs_ref=vcs_ref,
             quiet=quiet,
         )
-    except ValueError as error:
-        raise AnswerError(one_line(error)) from None
-    except CopierError as error:
-        raise DestinationError(one_line(error)) from None
 
 
 def update(
@@ -101,7 +98,7 @@ def update(
         raise DestinationError(f"{dest} is not a git repository; `git init` and commit it first")
     if git_output(dest, "status", "--porcelain"):
         raise DestinationError(f"{dest} has uncommitted changes; commit or stash them first")
-    try:
+    with copier_errors():
         run_update(
             str(dest),
             data=dict(data),
@@ -113,6 +110,13 @@ def update(
             skip_answered=defaults,
             quiet=quiet,
         )
+
+
+@contextlib.contextmanager
+def copier_errors() -> Iterator[None]:
+    """Copier reports a rejected answer as ValueError, everything else as CopierError."""
+    try:
+        yield
     except ValueError as error:
         raise AnswerError(one_line(error)) from None
     except CopierError as error:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.harness import free_port, user_message
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHATKIT_PATH = "/prefix/chatkit"
 DELTA_DELAY = 0.1
@@ -29,22 +30,6 @@ DELTA_COUNT = 5
 EXPECTED_TEXT = "Hello from the test backend."
 STARTUP_TIMEOUT = 10.0
 TEXT_DELTA = "assistant_message.content_part.text_delta"
-
-
-def _free_port() -> int:
-    """Ask the OS for an unused 127.0.0.1 port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _user_input(text: str) -> dict[str, Any]:
-    """A `UserMessageInput` payload as `chatkit.types` requires it."""
-    return {
-        "content": [{"type": "input_text", "text": text}],
-        "attachments": [],
-        "inference_options": {},
-    }
 
 
 @dataclass
@@ -67,7 +52,7 @@ class Stream:
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start the backend subprocess, wait for /healthz, and stop it by PID afterwards."""
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("backend") / "server.log"
     env = {**os.environ, "CHATKIT_TEST_DELTA_DELAY": str(DELTA_DELAY)}
     env.pop("CHATKIT_TEST_DELTA_COUNT", None)
@@ -159,7 +144,7 @@ def created(client: httpx.Client) -> tuple[str, Stream]:
     payload = {
         "type": "threads.create",
         "metadata": {"suite": "selfcheck"},
-        "params": {"input": _user_input("hi")},
+        "params": {"input": user_message("hi")},
     }
     headers = {"Authorization": "Bearer selfcheck-token", "X-Test-Request-Id": request_id}
     return request_id, stream_request(client, payload, headers)
@@ -218,7 +203,7 @@ def test_add_user_message_streams_and_persists(
     thread_id = _thread_id(first)
     payload = {
         "type": "threads.add_user_message",
-        "params": {"thread_id": thread_id, "input": _user_input("again")},
+        "params": {"thread_id": thread_id, "input": user_message("again")},
     }
     stream = stream_request(client, payload)
     assert stream.events[0]["type"] == "thread.item.done"
@@ -235,7 +220,7 @@ def test_add_user_message_streams_and_persists(
 def test_unknown_thread_returns_404_and_bad_body_returns_400(client: httpx.Client) -> None:
     missing = {
         "type": "threads.add_user_message",
-        "params": {"thread_id": "thr_missing", "input": _user_input("x")},
+        "params": {"thread_id": "thr_missing", "input": user_message("x")},
     }
     assert client.post(CHATKIT_PATH, json=missing).status_code == 404
     assert client.post(CHATKIT_PATH, content=b"not json").status_code == 400
