@@ -24,6 +24,7 @@ import {
   buildUpstreamHeaders,
   buildUpstreamUrl,
   encodeSubpath,
+  endToEndHeaders,
   isAllowedOrigin,
   jsonError,
   proxyChatKitRequest,
@@ -1021,15 +1022,27 @@ describe("toClientResponse", () => {
 
     expect(toClientResponse(upstream, "POST").statusText).toBe("Conflict");
   });
+});
 
-  it("drops headers the Connection header names", () => {
-    const upstream = new Response("{}", {
-      headers: { Connection: "X-A , x-b", "X-A": "1", "X-B": "2", "X-C": "3" },
+describe("endToEndHeaders", () => {
+  it("drops hop-by-hop headers and those the Connection header names", () => {
+    const headers = endToEndHeaders({
+      connection: "X-A , x-b",
+      "keep-alive": "timeout=5",
+      "transfer-encoding": "chunked",
+      "x-a": "1",
+      "x-b": "2",
+      "x-c": "3",
+      "content-type": "application/json",
     });
 
-    const headers = toClientResponse(upstream, "POST").headers;
-
     expect([...headers.keys()].sort()).toEqual(["content-type", "x-c"]);
+  });
+
+  it("keeps each Set-Cookie header apart", () => {
+    const headers = endToEndHeaders({ "set-cookie": ["a=1; Path=/", "b=2"] });
+
+    expect(headers.getSetCookie()).toEqual(["a=1; Path=/", "b=2"]);
   });
 });
 

@@ -1,5 +1,4 @@
-import { pipeline, Readable, type Transform } from "node:stream";
-import type { ReadableStream as NodeReadableStream } from "node:stream/web";
+import { pipeline, type Readable, type Transform } from "node:stream";
 import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
 
 import { Agent, request as sendUpstream, type Dispatcher } from "undici";
@@ -117,16 +116,21 @@ export async function proxyChatKitRequest(
       headers: headersToRecord(
         buildUpstreamHeaders(request.headers, token, settings),
       ),
-      body: requestBody(request),
+      // undici takes any async iterable; its types list only Readable.
+      body: requestBody(request) as Dispatcher.DispatchOptions["body"],
       signal: request.signal,
       headersTimeout: settings.timeoutMs,
       bodyTimeout: 0,
     });
   } catch (error) {
+    if (request.signal.aborted) {
+      // The browser went away before the backend answered; nobody reads this.
+      return jsonError(499, "The request was cancelled.");
+    }
     return upstreamFailure(error, target, settings.timeoutMs);
   }
 
-  const headers = headersFromNode(upstream.headers);
+  const headers = endToEndHeaders(upstream.headers);
   const body = decodeBody(upstream.body, headers);
   if (body === null) {
     upstream.body.on("error", () => {}).destroy();
@@ -315,7 +319,7 @@ export function toClientResponse(
   upstream: UpstreamResponse,
   method: string,
 ): Response {
-  const headers = copyEndToEndHeaders(upstream.headers);
+  const headers = upstream.headers;
 
   if (isEventStream(upstream.headers)) {
     // no-transform keeps Next's compression, and any CDN, from buffering the stream.
@@ -335,24 +339,27 @@ export function toClientResponse(
   });
 }
 
-function copyEndToEndHeaders(source: Headers): Headers {
-  const connectionNamed = (source.get("connection") ?? "")
+/** The backend's headers less those that describe its connection to us. */
+export function endToEndHeaders(
+  source: Record<string, string | string[] | undefined>,
+): Headers {
+  const connectionNamed = String(source.connection ?? "")
     .split(",")
     .map((name) => name.trim().toLowerCase());
   const headers = new Headers();
 
-  source.forEach((value, name) => {
+  for (const [name, value] of Object.entries(source)) {
     if (
-      name === "set-cookie" ||
+      value === undefined ||
       HOP_BY_HOP_HEADERS.has(name) ||
       connectionNamed.includes(name)
     ) {
-      return;
+      continue;
     }
-    headers.append(name, value);
-  });
-  for (const cookie of source.getSetCookie()) {
-    headers.append("set-cookie", cookie);
+    // Node lists each Set-Cookie apart; append keeps them apart.
+    for (const item of Array.isArray(value) ? value : [value]) {
+      headers.append(name, item);
+    }
   }
   return headers;
 }
@@ -406,7 +413,7 @@ function relayBody(
   });
 }
 
-function requestBody(request: Request): Readable | null {
+function requestBody(request: Request): AsyncIterable<Uint8Array> | null {
   if (
     request.body === null ||
     request.method === "GET" ||
@@ -414,25 +421,11 @@ function requestBody(request: Request): Readable | null {
   ) {
     return null;
   }
-  return Readable.fromWeb(request.body as NodeReadableStream<Uint8Array>);
+  // A web stream is an async iterable, which undici reads as it is: no Readable between.
+  return request.body as unknown as AsyncIterable<Uint8Array>;
 }
-
 function headersToRecord(headers: Headers): Record<string, string> {
   return Object.fromEntries(headers.entries());
-}
-
-function headersFromNode(
-  source: Record<string, string | string[] | undefined>,
-): Headers {
-  const headers = new Headers();
-  for (const [name, value] of Object.entries(source)) {
-    for (const item of Array.isArray(value) ? value : [value]) {
-      if (item !== undefined) {
-        headers.append(name, item);
-      }
-    }
-  }
-  return headers;
 }
 
 function isEventStream(headers: Headers | Record<string, unknown>): boolean {
@@ -459,11 +452,6 @@ function upstreamFailure(
       `The ChatKit backend did not answer within ${timeoutMs} ms.`,
     );
   }
-  if (code === "UND_ERR_ABORTED" || code === "ABORT_ERR") {
-    // The browser went away; nobody reads this response.
-    return jsonError(499, "The request was cancelled.");
-  }
-
   console.error(LOG_TAG, "backend unreachable", {
     upstream,
     reason: describeError(error),
