@@ -23,6 +23,13 @@ def git_log(repo: Path) -> list[str]:
     return done.stdout.splitlines()
 
 
+def git_files(repo: Path) -> list[str]:
+    done = subprocess.run(
+        ["git", "ls-files"], cwd=repo, capture_output=True, text=True, check=True
+    )
+    return done.stdout.splitlines()
+
+
 def test_new_renders_commits_and_prints_next_steps(tmp_path: Path) -> None:
     dest = tmp_path / "my-app"
 
@@ -157,8 +164,21 @@ def test_new_installs_and_verify_names_the_failing_check(tmp_path: Path) -> None
     failing = runner.invoke(app, ["verify", str(dest)])
 
     assert passing.exit_code == 0, passing.output
+    assert "package-lock.json" in git_files(dest)  # committed with the app: update needs a clean tree
     assert passing.output.count("ok  ") == len(steps.VERIFY_SCRIPTS)
     assert failing.exit_code == 5
     assert "FAIL  npm run typecheck" in failing.output
     assert "ok    npm run lint" in failing.output
     assert "checks failed: typecheck" in failing.output
+
+
+def test_new_rejects_an_answer_to_a_question_the_template_lacks(tmp_path: Path) -> None:
+    dest = tmp_path / "my-app"
+
+    result = runner.invoke(
+        app, ["new", str(dest), "--defaults", "--no-install", "--data", "cookie-name=session"]
+    )
+
+    assert result.exit_code == 2
+    assert "did you mean cookie_name?" in result.output
+    assert not dest.exists()

@@ -79,13 +79,19 @@ def new(
 ) -> None:
     """Render a new app into DEST, commit it and install its dependencies."""
     answers = steps.parse_data(data or [], data_file)
-    steps.render(dest, answers, defaults=defaults, template=template, vcs_ref=vcs_ref)
-    if git:
-        steps.git_init_and_commit(dest, "Create the app from the ChatKit proxy template")
+    # Copier's own next steps would repeat ours, so it renders quietly.
+    steps.render(
+        dest, answers, defaults=defaults, template=template, vcs_ref=vcs_ref, quiet=True
+    )
+    typer.echo(f"Rendered the app into {dest}.")
     manager = package_manager.value if package_manager else steps.detect_package_manager(dest)
     if install:
         typer.echo(f"Installing dependencies with {manager} …")
         steps.install(dest, manager)
+    if git:
+        # After the install, so the lock file is in the first commit and the tree is
+        # clean for `update`.
+        steps.git_init_and_commit(dest, "Create the app from the ChatKit proxy template")
 
     typer.echo(f"\nDone. Next steps:\n\n  cd {dest}")
     if not install:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
 import shutil
 import subprocess
@@ -56,6 +57,19 @@ def parse_data(pairs: Sequence[str], data_file: Path | None) -> dict[str, Any]:
     return data
 
 
+def check_question_names(data: Mapping[str, Any], template: str | Path) -> None:
+    """Refuse answers to questions the template does not ask: a typo would be ignored."""
+    config = Path(template) / "copier.yml"
+    if not config.is_file():
+        return  # a remote template: Copier reads its questions itself
+    questions = [name for name in yaml.safe_load(config.read_text()) if not name.startswith("_")]
+    for name in data:
+        if name not in questions:
+            close = difflib.get_close_matches(name, questions, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"questions: {', '.join(questions)}"
+            raise AnswerError(f"--data {name}: the template has no such question; {hint}")
+
+
 def render(
     dest: Path,
     data: Mapping[str, Any],
@@ -68,6 +82,7 @@ def render(
     """Render the template into `dest`, which must not exist or be empty."""
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise DestinationError(f"{dest} already exists and is not empty; choose a new directory")
+    check_question_names(data, template)
     with copier_errors():
         run_copy(
             str(template),

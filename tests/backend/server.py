@@ -803,6 +803,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     app = create_app(args.path)
+    print(f"ChatKit test backend: http://{args.host}:{args.port}{args.path}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
 
 
