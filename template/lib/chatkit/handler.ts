@@ -1,4 +1,9 @@
-import { jsonError, LOG_TAG, proxyChatKitRequest } from "./proxy";
+import {
+  jsonError,
+  LOG_TAG,
+  proxyChatKitRequest,
+  type ProxySettings,
+} from "./proxy";
 import { ConfigurationError, loadProxySettings } from "./settings";
 
 /**
@@ -17,7 +22,7 @@ export async function handleChatKitRequest(
 ): Promise<Response> {
   let settings;
   try {
-    settings = loadProxySettings(env);
+    settings = cachedSettings(env);
   } catch (error) {
     if (error instanceof ConfigurationError) {
       console.error(LOG_TAG, error.message);
@@ -26,6 +31,26 @@ export async function handleChatKitRequest(
     throw error;
   }
   return proxyChatKitRequest(request, settings, subpath);
+}
+
+let cached: { key: string; settings: ProxySettings } | null = null;
+
+/**
+ * The settings are read per request, but parsed again only when one of the variables
+ * they come from has changed: parsing URLs on every call is measurable.
+ */
+function cachedSettings(
+  env: Readonly<Record<string, string | undefined>>,
+): ProxySettings {
+  const key = [
+    env.CHATKIT_UPSTREAM_URL,
+    env.CHATKIT_UPSTREAM_TIMEOUT_MS,
+    env.CHATKIT_ALLOWED_ORIGINS,
+  ].join("\u0000");
+  if (cached === null || cached.key !== key || cached.settings.env !== env) {
+    cached = { key, settings: loadProxySettings(env) };
+  }
+  return cached.settings;
 }
 
 /** The route handler for /api/chatkit and every path below it, for every method. */

@@ -11,6 +11,13 @@ function sources(overrides: Partial<HeaderSources> = {}): HeaderSources {
   return { clientHeaders: new Headers(), claims: null, env: {}, ...overrides };
 }
 
+/** The resolved record as Headers, so the assertions read like the request's. */
+function resolved(
+  ...args: Parameters<typeof resolveForwardedHeaders>
+): Headers {
+  return new Headers(resolveForwardedHeaders(...args));
+}
+
 function entries(headers: Headers): [string, string][] {
   return [...headers.entries()];
 }
@@ -19,7 +26,7 @@ describe("resolveForwardedHeaders", () => {
   it("returns no headers without rules", () => {
     const clientHeaders = new Headers({ "X-Page-URL": "http://127.0.0.1/" });
 
-    const headers = resolveForwardedHeaders([], sources({ clientHeaders }));
+    const headers = resolved([], sources({ clientHeaders }));
 
     expect(entries(headers)).toEqual([]);
   });
@@ -28,7 +35,7 @@ describe("resolveForwardedHeaders", () => {
     const rules: HeaderRule[] = [{ name: "X-Page-URL", source: "client" }];
     const clientHeaders = new Headers({ "x-page-url": "http://127.0.0.1/a" });
 
-    const headers = resolveForwardedHeaders(rules, sources({ clientHeaders }));
+    const headers = resolved(rules, sources({ clientHeaders }));
 
     expect(headers.get("X-Page-URL")).toBe("http://127.0.0.1/a");
   });
@@ -41,7 +48,7 @@ describe("resolveForwardedHeaders", () => {
       Cookie: "id_token=abc",
     });
 
-    const headers = resolveForwardedHeaders(rules, sources({ clientHeaders }));
+    const headers = resolved(rules, sources({ clientHeaders }));
 
     expect(entries(headers)).toEqual([["x-page-url", "http://127.0.0.1/a"]]);
   });
@@ -49,7 +56,7 @@ describe("resolveForwardedHeaders", () => {
   it("leaves out a client header the browser did not send", () => {
     const rules: HeaderRule[] = [{ name: "X-Page-URL", source: "client" }];
 
-    const headers = resolveForwardedHeaders(rules, sources());
+    const headers = resolved(rules, sources());
 
     expect(headers.has("X-Page-URL")).toBe(false);
   });
@@ -59,10 +66,7 @@ describe("resolveForwardedHeaders", () => {
       { name: "X-User-ID", source: "claim", value: "sub" },
     ];
 
-    const headers = resolveForwardedHeaders(
-      rules,
-      sources({ claims: { sub: "user-1" } }),
-    );
+    const headers = resolved(rules, sources({ claims: { sub: "user-1" } }));
 
     expect(headers.get("X-User-ID")).toBe("user-1");
   });
@@ -73,7 +77,7 @@ describe("resolveForwardedHeaders", () => {
     ];
     const clientHeaders = new Headers({ "X-User-ID": "someone-else" });
 
-    const headers = resolveForwardedHeaders(
+    const headers = resolved(
       rules,
       sources({ clientHeaders, claims: { sub: "user-1" } }),
     );
@@ -86,10 +90,7 @@ describe("resolveForwardedHeaders", () => {
       { name: "X-Tenant", source: "claim", value: "tenant" },
     ];
 
-    const headers = resolveForwardedHeaders(
-      rules,
-      sources({ claims: { sub: "user-1" } }),
-    );
+    const headers = resolved(rules, sources({ claims: { sub: "user-1" } }));
 
     expect(headers.has("X-Tenant")).toBe(false);
   });
@@ -99,7 +100,7 @@ describe("resolveForwardedHeaders", () => {
       { name: "X-User-ID", source: "claim", value: "sub" },
     ];
 
-    const headers = resolveForwardedHeaders(rules, sources({ claims: null }));
+    const headers = resolved(rules, sources({ claims: null }));
 
     expect(headers.has("X-User-ID")).toBe(false);
   });
@@ -110,10 +111,7 @@ describe("resolveForwardedHeaders", () => {
       { name: "X-Proto", source: "claim", value: "__proto__" },
     ];
 
-    const headers = resolveForwardedHeaders(
-      rules,
-      sources({ claims: { sub: "user-1" } }),
-    );
+    const headers = resolved(rules, sources({ claims: { sub: "user-1" } }));
 
     expect(entries(headers)).toEqual([]);
   });
@@ -124,11 +122,11 @@ describe("resolveForwardedHeaders", () => {
     ];
     const env: Record<string, string | undefined> = {};
 
-    const before = resolveForwardedHeaders(rules, sources({ env }));
+    const before = resolved(rules, sources({ env }));
     env.CHATKIT_API_KEY = "key-1";
-    const first = resolveForwardedHeaders(rules, sources({ env }));
+    const first = resolved(rules, sources({ env }));
     env.CHATKIT_API_KEY = "key-2";
-    const second = resolveForwardedHeaders(rules, sources({ env }));
+    const second = resolved(rules, sources({ env }));
 
     expect(before.has("X-Api-Key")).toBe(false);
     expect(first.get("X-Api-Key")).toBe("key-1");
@@ -140,7 +138,7 @@ describe("resolveForwardedHeaders", () => {
       { name: "X-Env", source: "env", value: "toString" },
     ];
 
-    const headers = resolveForwardedHeaders(rules, sources({ env: {} }));
+    const headers = resolved(rules, sources({ env: {} }));
 
     expect(headers.has("X-Env")).toBe(false);
   });
@@ -150,7 +148,7 @@ describe("resolveForwardedHeaders", () => {
       { name: "X-Client", source: "static", value: "chatkit-web/1.0" },
     ];
 
-    const headers = resolveForwardedHeaders(rules, sources());
+    const headers = resolved(rules, sources());
 
     expect(headers.get("X-Client")).toBe("chatkit-web/1.0");
   });
@@ -163,7 +161,7 @@ describe("resolveForwardedHeaders", () => {
       { name: "X-Client", source: "static", value: "web" },
     ];
 
-    const headers = resolveForwardedHeaders(rules, {
+    const headers = resolved(rules, {
       clientHeaders: new Headers({ "X-Page-URL": "http://127.0.0.1/" }),
       claims: { sub: "user-1" },
       env: { CHATKIT_API_KEY: "key-1" },

@@ -21,17 +21,24 @@ export interface HeaderSources {
   env: Readonly<Record<string, string | undefined>>;
 }
 
-/** Resolves each rule to a header value; rules without a value are left out. */
+/** Header names (lower case) to values, as the backend request takes them. */
+export type HeaderRecord = Record<string, string>;
+
+/**
+ * Resolves each rule to a header value; rules without a value are left out. A plain
+ * record rather than Headers: undici validates what it sends, and building a Headers
+ * object per request only to copy it out again is measurable.
+ */
 export function resolveForwardedHeaders(
   rules: readonly HeaderRule[],
   { clientHeaders, claims, env }: HeaderSources,
-): Headers {
-  const headers = new Headers();
+): HeaderRecord {
+  const headers: HeaderRecord = {};
 
   for (const rule of rules) {
     const value = resolveRule(rule, clientHeaders, claims, env);
     if (value !== null) {
-      headers.set(rule.name, value);
+      headers[rule.name.toLowerCase()] = value;
     }
   }
 

@@ -963,10 +963,12 @@ describe("buildUpstreamUrl", () => {
 });
 
 describe("buildUpstreamHeaders", () => {
+  const upstreamHeaders = (...args: Parameters<typeof buildUpstreamHeaders>) =>
+    new Headers(buildUpstreamHeaders(...args));
   const rules = settings().forwardedHeaders;
 
   it("sets the Bearer header", () => {
-    const headers = buildUpstreamHeaders(new Headers(), token, {
+    const headers = upstreamHeaders(new Headers(), token, {
       forwardedHeaders: [],
       env: {},
     });
@@ -975,7 +977,7 @@ describe("buildUpstreamHeaders", () => {
   });
 
   it("resolves claim headers from the token", () => {
-    const headers = buildUpstreamHeaders(new Headers(), token, {
+    const headers = upstreamHeaders(new Headers(), token, {
       forwardedHeaders: rules,
       env: {},
     });
@@ -984,7 +986,7 @@ describe("buildUpstreamHeaders", () => {
   });
 
   it("leaves claim headers out when the token is not a JWT", () => {
-    const headers = buildUpstreamHeaders(new Headers(), "opaque-token", {
+    const headers = upstreamHeaders(new Headers(), "opaque-token", {
       forwardedHeaders: rules,
       env: {},
     });
@@ -994,7 +996,7 @@ describe("buildUpstreamHeaders", () => {
   });
 
   it("does not copy the Cookie header", () => {
-    const headers = buildUpstreamHeaders(
+    const headers = upstreamHeaders(
       new Headers({ Cookie: `id_token=${token}`, Host: "127.0.0.1:3000" }),
       token,
       { forwardedHeaders: rules, env: {} },

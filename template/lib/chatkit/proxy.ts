@@ -1,9 +1,13 @@
 import { pipeline, type Readable, type Transform } from "node:stream";
 import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
 
-import { Agent, request as sendUpstream, type Dispatcher } from "undici";
+import { Agent, type Dispatcher } from "undici";
 
-import { resolveForwardedHeaders, type HeaderRule } from "./headers";
+import {
+  resolveForwardedHeaders,
+  type HeaderRecord,
+  type HeaderRule,
+} from "./headers";
 import { decodeJwtPayload } from "./jwt";
 
 /**
@@ -105,17 +109,18 @@ export async function proxyChatKitRequest(
   const target = buildUpstreamUrl(
     settings.upstreamUrl,
     settings.upstreamPath + path,
-    new URL(request.url).search,
+    searchOf(request.url),
   );
 
   let upstream: Dispatcher.ResponseData;
   try {
-    upstream = await sendUpstream(target, {
-      dispatcher: upstreamAgent,
+    // The agent's own request() takes origin and path as they are, where the
+    // top-level request(url) would parse the URL a second time.
+    upstream = await upstreamAgent.request({
+      origin: target.origin,
+      path: target.pathname + target.search,
       method: request.method as Dispatcher.HttpMethod,
-      headers: headersToRecord(
-        buildUpstreamHeaders(request.headers, token, settings),
-      ),
+      headers: buildUpstreamHeaders(request.headers, token, settings),
       // undici takes any async iterable; its types list only Readable.
       body: requestBody(request) as Dispatcher.DispatchOptions["body"],
       signal: request.signal,
@@ -280,6 +285,16 @@ export function encodeSubpath(segments: readonly string[]): string | null {
   return path;
 }
 
+/** The query string of a URL, with its `?`, without parsing the rest. */
+function searchOf(url: string): string {
+  const start = url.indexOf("?");
+  if (start === -1) {
+    return "";
+  }
+  const end = url.indexOf("#", start);
+  return end === -1 ? url.slice(start) : url.slice(start, end);
+}
+
 /** Appends the ChatKit path to the base URL, keeping any path prefix on it. */
 export function buildUpstreamUrl(
   baseUrl: string,
@@ -297,7 +312,7 @@ export function buildUpstreamHeaders(
   clientHeaders: Headers,
   token: string,
   settings: Pick<ProxySettings, "forwardedHeaders" | "env">,
-): Headers {
+): HeaderRecord {
   const headers = resolveForwardedHeaders(settings.forwardedHeaders, {
     clientHeaders,
     claims: decodeJwtPayload(token),
@@ -307,10 +322,10 @@ export function buildUpstreamHeaders(
   for (const name of PASSED_REQUEST_HEADERS) {
     const value = clientHeaders.get(name);
     if (value !== null) {
-      headers.set(name, value);
+      headers[name] = value;
     }
   }
-  headers.set("authorization", `Bearer ${token}`);
+  headers.authorization = `Bearer ${token}`;
   return headers;
 }
 
@@ -424,10 +439,6 @@ function requestBody(request: Request): AsyncIterable<Uint8Array> | null {
   // A web stream is an async iterable, which undici reads as it is: no Readable between.
   return request.body as unknown as AsyncIterable<Uint8Array>;
 }
-function headersToRecord(headers: Headers): Record<string, string> {
-  return Object.fromEntries(headers.entries());
-}
-
 function isEventStream(headers: Headers | Record<string, unknown>): boolean {
   const type =
     headers instanceof Headers
