@@ -100,16 +100,18 @@ def show_proxy(app_url: str, backend_url: str) -> None:
                 update = event.data.get("update", {})
                 delta = update.get("delta", "") if isinstance(update, dict) else ""
                 elapsed = time.monotonic() - started
-                print(f"  +{elapsed:5.2f}s  {event.data['type']:<22} {delta!r}" if delta else
-                      f"  +{elapsed:5.2f}s  {event.data['type']}")
+                shown = f"{event.data['type']:<22} {delta!r}" if delta else event.data["type"]
+                print(f"  +{elapsed:5.2f}s  {shown}")
 
     with httpx.Client(trust_env=False) as client:
         records = client.get(backend_url + "/__test__/requests").json()
     step("What the backend received")
     for record in records:
         auth = record["headers"].get("authorization", "")
-        print(f"  {record['op']}: Authorization: {auth[:24]}…  X-User-ID: "
-              f"{record['headers'].get('x-user-id')}")
+        print(
+            f"  {record['op']}: Authorization: {auth[:24]}…  X-User-ID: "
+            f"{record['headers'].get('x-user-id')}"
+        )
 
 
 if __name__ == "__main__":

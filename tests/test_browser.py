@@ -152,9 +152,11 @@ def open_page(browser: Browser, running_app: RunningApp) -> Iterator[Callable[..
         page.on("pageerror", lambda error: opened.page_errors.append(str(error)))
         page.on(
             "console",
-            lambda message: opened.console_errors.append(f"{message.text} @ {message.location}")
-            if message.type == "error"
-            else None,
+            lambda message: (
+                opened.console_errors.append(f"{message.text} @ {message.location}")
+                if message.type == "error"
+                else None
+            ),
         )
         opened.navigated_at = time.monotonic()
         page.goto(running_app.url + path, wait_until="load")
@@ -405,9 +407,7 @@ def test_formdata_upload_arrives_intact_with_the_browsers_boundary(
     ui.assert_clean()
 
 
-def test_request_object_with_binary_body_arrives_intact(
-    open_page, running_app: RunningApp
-) -> None:
+def test_request_object_with_binary_body_arrives_intact(open_page, running_app: RunningApp) -> None:
     ui = open_page()
     ui.wait_for_options()
     running_app.reset_backend()

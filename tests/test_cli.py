@@ -24,9 +24,7 @@ def git_log(repo: Path) -> list[str]:
 
 
 def git_files(repo: Path) -> list[str]:
-    done = subprocess.run(
-        ["git", "ls-files"], cwd=repo, capture_output=True, text=True, check=True
-    )
+    done = subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True, check=True)
     return done.stdout.splitlines()
 
 
@@ -49,8 +47,17 @@ def test_new_takes_answers_from_data_and_data_file(tmp_path: Path) -> None:
 
     result = runner.invoke(
         app,
-        ["new", str(dest), "--defaults", "--no-git", "--no-install",
-         "--data-file", str(answers), "--data", "project_name=Support Desk"],
+        [
+            "new",
+            str(dest),
+            "--defaults",
+            "--no-git",
+            "--no-install",
+            "--data-file",
+            str(answers),
+            "--data",
+            "project_name=Support Desk",
+        ],
     )
 
     assert result.exit_code == 0, result.output
@@ -111,8 +118,12 @@ def test_verify_refuses_an_app_without_node_modules(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("lock", "manager"),
-    [("package-lock.json", "npm"), ("pnpm-lock.yaml", "pnpm"), ("yarn.lock", "yarn"),
-     ("bun.lock", "bun")],
+    [
+        ("package-lock.json", "npm"),
+        ("pnpm-lock.yaml", "pnpm"),
+        ("yarn.lock", "yarn"),
+        ("bun.lock", "bun"),
+    ],
 )
 def test_package_manager_follows_the_lock_file(tmp_path: Path, lock: str, manager: str) -> None:
     (tmp_path / lock).write_text("")
@@ -144,7 +155,10 @@ def test_console_script_reports_errors_without_a_traceback(tmp_path: Path) -> No
 
     done = subprocess.run(
         [str(script), "new", str(tmp_path / "a"), "--defaults", "--data", "cookie_name=a;b"],
-        capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
     )
 
     assert done.returncode == 2
@@ -164,7 +178,9 @@ def test_new_installs_and_verify_names_the_failing_check(tmp_path: Path) -> None
     failing = runner.invoke(app, ["verify", str(dest)])
 
     assert passing.exit_code == 0, passing.output
-    assert "package-lock.json" in git_files(dest)  # committed with the app: update needs a clean tree
+    assert "package-lock.json" in git_files(
+        dest
+    )  # committed with the app: update needs a clean tree
     assert passing.output.count("ok  ") == len(steps.VERIFY_SCRIPTS)
     assert failing.exit_code == 5
     assert "FAIL  npm run typecheck" in failing.output

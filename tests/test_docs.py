@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,7 @@ RUNNABLE = [path for path in DOCS if any(marker == "run" for marker, _ in blocks
 @pytest.mark.parametrize("path", RUNNABLE, ids=lambda p: p.name)
 def test_doc_commands_run(path: Path, tmp_path: Path) -> None:
     script = "\n".join(code for marker, code in blocks(path) if marker == "run")
-    venv_bin = str(Path(os.sys.executable).parent)
+    venv_bin = str(Path(sys.executable).parent)
     env = node_env(TEMPLATE=str(REPO_ROOT))
     env["PATH"] = f"{venv_bin}{os.pathsep}{env['PATH']}"
 
@@ -69,4 +70,6 @@ def test_doc_commands_run(path: Path, tmp_path: Path) -> None:
         check=False,
     )
 
-    assert done.returncode == 0, f"{path.name}:\n{script}\n--- output ---\n{done.stdout}\n{done.stderr}"
+    assert done.returncode == 0, (
+        f"{path.name}:\n{script}\n--- output ---\n{done.stdout}\n{done.stderr}"
+    )

@@ -174,9 +174,7 @@ def test_unreachable_backend_returns_502_json(
 ) -> None:
     # The same build, started without CHATKIT_UPSTREAM_URL: its rendered default points
     # at a port nothing listens on.
-    server = harness.start_app(
-        running_app.app_dir, node_workspace, tmp_path_factory.mktemp("dead")
-    )
+    server = harness.start_app(running_app.app_dir, node_workspace, tmp_path_factory.mktemp("dead"))
     try:
         cookies = {running_app.cookie_name: harness.make_jwt(CLAIMS)}
         with httpx.Client(trust_env=False, cookies=cookies, timeout=30) as client:

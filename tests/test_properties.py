@@ -123,8 +123,12 @@ def test_answers_are_rejected_clearly_or_render(
     shutil.rmtree(dest, ignore_errors=True)
     try:
         run_copy(
-            str(harness.REPO_ROOT), str(dest), data=answers, defaults=True,
-            vcs_ref="HEAD", quiet=True,
+            str(harness.REPO_ROOT),
+            str(dest),
+            data=answers,
+            defaults=True,
+            vcs_ref="HEAD",
+            quiet=True,
         )
     except ValueError as error:
         message = str(error)
@@ -145,16 +149,23 @@ def test_accepted_renders_pass_tsc_eslint_prettier_and_hold_their_answers(
     (property_renders / "tsconfig.json").write_text(
         json.dumps(
             {
-                "compilerOptions": {"strict": True, "noEmit": True, "target": "ES2022",
-                                    "module": "esnext", "moduleResolution": "bundler",
-                                    "skipLibCheck": True, "lib": ["dom", "esnext"]},
+                "compilerOptions": {
+                    "strict": True,
+                    "noEmit": True,
+                    "target": "ES2022",
+                    "module": "esnext",
+                    "moduleResolution": "bundler",
+                    "skipLibCheck": True,
+                    "lib": ["dom", "esnext"],
+                },
                 "include": [f"{name}/lib/chatkit/config.ts" for name in examples]
                 + ["answers.test.ts"],
             }
         )
     )
     checks = "\n".join(
-        f'import * as config{i} from "./{name}/lib/chatkit/config";' for i, name in enumerate(examples)
+        f'import * as config{i} from "./{name}/lib/chatkit/config";'
+        for i, name in enumerate(examples)
     )
     checks += '\nimport { expect, it } from "vitest";\n\n'
     for i, (dest, answers) in enumerate(ACCEPTED):
@@ -169,7 +180,11 @@ def test_accepted_renders_pass_tsc_eslint_prettier_and_hold_their_answers(
     tool = lambda name: harness.bin_path(node_workspace, name)  # noqa: E731
     commands = {
         "tsc": [tool("tsc"), "--noEmit", "-p", "."],
-        "eslint": [tool("eslint"), "--max-warnings=0", *[f"{n}/lib/chatkit/config.ts" for n in examples]],
+        "eslint": [
+            tool("eslint"),
+            "--max-warnings=0",
+            *[f"{n}/lib/chatkit/config.ts" for n in examples],
+        ],
         "prettier": [tool("prettier"), "--check", *files],
         "vitest": [tool("vitest"), "run", "--root", ".", "answers.test.ts"],
     }
@@ -179,6 +194,8 @@ def test_accepted_renders_pass_tsc_eslint_prettier_and_hold_their_answers(
         if result.returncode != 0:
             failures[name] = harness.describe(result)[-4000:]
 
-    assert failures == {}, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items()) + "\n\n" + "\n".join(
-        f"{dest.name}: {answers!r}" for dest, answers in ACCEPTED
+    assert failures == {}, (
+        "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())
+        + "\n\n"
+        + "\n".join(f"{dest.name}: {answers!r}" for dest, answers in ACCEPTED)
     )

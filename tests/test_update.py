@@ -61,8 +61,16 @@ def test_update_brings_the_new_release_and_keeps_team_edits(tmp_path: Path) -> N
     dest = tmp_path / "team-app"
     created = runner.invoke(
         app,
-        ["new", str(dest), "--defaults", "--no-install", "--template", str(repo),
-         "--vcs-ref", "v1.0.0"],
+        [
+            "new",
+            str(dest),
+            "--defaults",
+            "--no-install",
+            "--template",
+            str(repo),
+            "--vcs-ref",
+            "v1.0.0",
+        ],
     )
     assert created.exit_code == 0, created.output
     assert "## Check it" not in (dest / "README.md").read_text()
@@ -85,7 +93,8 @@ def test_update_brings_the_new_release_and_keeps_team_edits(tmp_path: Path) -> N
     leftovers = [p for p in dest.rglob("*") if p.suffix == ".rej" and ".git" not in p.parts]
     assert leftovers == []
     conflicted = [
-        p for p in dest.rglob("*")
+        p
+        for p in dest.rglob("*")
         if p.is_file() and ".git" not in p.parts and "<<<<<<<" in p.read_text(errors="ignore")
     ]
     assert conflicted == []
@@ -94,9 +103,7 @@ def test_update_brings_the_new_release_and_keeps_team_edits(tmp_path: Path) -> N
 def test_update_refuses_uncommitted_changes(tmp_path: Path) -> None:
     repo = make_template_repo(tmp_path)
     dest = tmp_path / "team-app"
-    runner.invoke(
-        app, ["new", str(dest), "--defaults", "--no-install", "--template", str(repo)]
-    )
+    runner.invoke(app, ["new", str(dest), "--defaults", "--no-install", "--template", str(repo)])
     (dest / "app" / "page.tsx").write_text("// half-done edit\n")
 
     result = runner.invoke(app, ["update", str(dest), "--defaults"])
@@ -104,3 +111,14 @@ def test_update_refuses_uncommitted_changes(tmp_path: Path) -> None:
     assert result.exit_code == 3
     assert "uncommitted changes" in result.output
     assert (dest / "app" / "page.tsx").read_text() == "// half-done edit\n"
+
+
+def test_update_rejects_an_answer_to_a_question_the_template_lacks(tmp_path: Path) -> None:
+    repo = make_template_repo(tmp_path)
+    dest = tmp_path / "team-app"
+    runner.invoke(app, ["new", str(dest), "--defaults", "--no-install", "--template", str(repo)])
+
+    result = runner.invoke(app, ["update", str(dest), "--defaults", "--data", "cookiename=x"])
+
+    assert result.exit_code == 2
+    assert "did you mean cookie_name?" in result.output

@@ -12,9 +12,7 @@ from tests.harness import REPO_ROOT
 
 
 def copy(dest: Path, answers: dict[str, Any]) -> None:
-    run_copy(
-        str(REPO_ROOT), str(dest), data=answers, defaults=True, vcs_ref="HEAD", quiet=True
-    )
+    run_copy(str(REPO_ROOT), str(dest), data=answers, defaults=True, vcs_ref="HEAD", quiet=True)
 
 
 REJECTED = [

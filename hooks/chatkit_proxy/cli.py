@@ -80,9 +80,7 @@ def new(
     """Render a new app into DEST, commit it and install its dependencies."""
     answers = steps.parse_data(data or [], data_file)
     # Copier's own next steps would repeat ours, so it renders quietly.
-    steps.render(
-        dest, answers, defaults=defaults, template=template, vcs_ref=vcs_ref, quiet=True
-    )
+    steps.render(dest, answers, defaults=defaults, template=template, vcs_ref=vcs_ref, quiet=True)
     typer.echo(f"Rendered the app into {dest}.")
     manager = package_manager.value if package_manager else steps.detect_package_manager(dest)
     if install:

@@ -42,7 +42,9 @@ def parse_data(pairs: Sequence[str], data_file: Path | None) -> dict[str, Any]:
         try:
             loaded = yaml.safe_load(data_file.read_text())
         except (OSError, yaml.YAMLError) as error:
-            raise AnswerError(f"--data-file {data_file}: cannot read it as YAML ({error})") from None
+            raise AnswerError(
+                f"--data-file {data_file}: cannot read it as YAML ({error})"
+            ) from None
         if not isinstance(loaded, dict):
             raise AnswerError(
                 f"--data-file {data_file}: expected a mapping of question: answer, "
@@ -113,6 +115,8 @@ def update(
         raise DestinationError(f"{dest} is not a git repository; `git init` and commit it first")
     if git_output(dest, "status", "--porcelain"):
         raise DestinationError(f"{dest} has uncommitted changes; commit or stash them first")
+    recorded = yaml.safe_load((dest / ANSWERS_FILE).read_text()) or {}
+    check_question_names(data, dest / str(recorded.get("_src_path", "")))
     with copier_errors():
         run_update(
             str(dest),
@@ -226,7 +230,9 @@ def run_step(cwd: Path, cmd: list[str]) -> None:
     done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-20:])
-        raise StepFailedError(f"`{' '.join(cmd)}` failed in {cwd} (exit {done.returncode}):\n{tail}")
+        raise StepFailedError(
+            f"`{' '.join(cmd)}` failed in {cwd} (exit {done.returncode}):\n{tail}"
+        )
 
 
 def git_output(cwd: Path, *args: str) -> str:

@@ -73,6 +73,21 @@ function chatRequest(): Request {
 }
 
 describe("handleChatKitRequest", () => {
+  it("follows a change to CHATKIT_UPSTREAM_URL in the same environment", async () => {
+    const env: Record<string, string | undefined> = {
+      CHATKIT_UPSTREAM_URL: `${upstreamUrl}/first`,
+    };
+    await handleChatKitRequest(chatRequest(), env);
+    env.CHATKIT_UPSTREAM_URL = `${upstreamUrl}/second`;
+
+    await handleChatKitRequest(chatRequest(), env);
+
+    expect(received.map((request) => request.url)).toEqual([
+      `/first${upstreamPath}?stream=1`,
+      `/second${upstreamPath}?stream=1`,
+    ]);
+  });
+
   it("proxies to CHATKIT_UPSTREAM_URL instead of the default", async () => {
     const response = await handleChatKitRequest(chatRequest(), {
       CHATKIT_UPSTREAM_URL: `${upstreamUrl}/override/`,

@@ -439,12 +439,9 @@ function requestBody(request: Request): AsyncIterable<Uint8Array> | null {
   // A web stream is an async iterable, which undici reads as it is: no Readable between.
   return request.body as unknown as AsyncIterable<Uint8Array>;
 }
-function isEventStream(headers: Headers | Record<string, unknown>): boolean {
-  const type =
-    headers instanceof Headers
-      ? headers.get("content-type")
-      : headers["content-type"];
-  return String(type ?? "")
+
+function isEventStream(headers: Headers): boolean {
+  return (headers.get("content-type") ?? "")
     .toLowerCase()
     .startsWith("text/event-stream");
 }

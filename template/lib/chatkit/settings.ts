@@ -9,7 +9,7 @@ import type { ProxySettings } from "./proxy";
 /** Wait this long for the backend's response headers unless the environment says otherwise. */
 export const defaultUpstreamTimeoutMs = 30_000;
 
-/** The longest delay setTimeout can wait. */
+/** The longest delay a Node timer (undici's included) can wait. */
 const maxTimeoutMs = 2_147_483_647;
 
 /** A server environment variable holds a value the proxy cannot use. */
@@ -79,7 +79,7 @@ function readTimeoutMs(
   }
 
   const timeoutMs = Number(value);
-  // setTimeout fires at once for delays above 2^31 - 1 ms.
+  // A timer set for longer than 2^31 - 1 ms fires at once.
   if (
     !Number.isInteger(timeoutMs) ||
     timeoutMs <= 0 ||
