@@ -1,3 +1,5 @@
+import { isUtf8 } from "node:buffer";
+
 /**
  * Reads a JWT's payload without verifying its signature.
  *
@@ -41,15 +43,17 @@ export function signedInUserFromClaims(
   };
 }
 
-// One decoder for every call: fatal, so a payload that is not UTF-8 is no payload.
-const utf8 = new TextDecoder("utf-8", { fatal: true });
-
 function decodeBase64Url(segment: string): string {
   if (!/^[A-Za-z0-9_-]+={0,2}$/.test(segment)) {
     throw new SyntaxError("not base64url");
   }
   // Server-only (the page and the proxy): Buffer decodes base64url in one native call.
-  return utf8.decode(Buffer.from(segment, "base64url"));
+  // A payload that is not UTF-8 is no payload.
+  const bytes = Buffer.from(segment, "base64url");
+  if (!isUtf8(bytes)) {
+    throw new SyntaxError("not UTF-8");
+  }
+  return bytes.toString("utf8");
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
