@@ -31,6 +31,7 @@ import {
   readTokenCookie,
   toClientResponse,
   type ProxySettings,
+  WHOLE_BODY_MAX_BYTES,
 } from "./proxy";
 
 /** What the local upstream saw of one request. */
@@ -48,9 +49,12 @@ type Responder = (request: Received, res: ServerResponse) => void;
 let server: Server;
 let upstreamUrl: string;
 let received: Received[] = [];
+/** Requests whose headers the upstream has seen, bodies finished or not. */
+let started = 0;
 let respond: Responder = (_request, res) => res.end();
 
 function onRequest(req: IncomingMessage, res: ServerResponse): void {
+  started += 1;
   const chunks: Buffer[] = [];
   const aborted = new Promise<void>((resolve) => {
     res.on("close", () => {
@@ -114,6 +118,7 @@ afterAll(async () => {
 
 beforeEach(() => {
   received = [];
+  started = 0;
   respond = (_request, res) => json(res, 200, { ok: true });
   vi.spyOn(console, "error").mockImplementation(() => {});
 });
@@ -443,6 +448,113 @@ describe("proxyChatKitRequest", () => {
     expect(received[0].headers["content-length"]).toBe(String(bytes.length));
     expect(received[0].headers["transfer-encoding"]).toBeUndefined();
     expect(received[0].body.equals(bytes)).toBe(true);
+  });
+
+  /**
+   * A chat request whose body sends `first`, then `rest` once `release` is called;
+   * with its Content-Length unless `withLength` is false.
+   */
+  function heldRequest(first: Uint8Array, rest: Uint8Array, withLength = true) {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const body = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        controller.enqueue(first);
+        await released;
+        controller.enqueue(rest);
+        controller.close();
+      },
+    });
+    const length = String(first.length + rest.length);
+    const request = chatRequest({
+      body,
+      duplex: "half",
+      headers: withLength ? { "Content-Length": length } : {},
+    } as RequestInit);
+    return { request, release, length };
+  }
+
+  /** Resolves once the upstream has the headers of a request, or fails after 2 s. */
+  async function upstreamStarted(): Promise<void> {
+    for (let attempt = 0; attempt < 200 && started === 0; attempt++) {
+      await delay(10);
+    }
+    expect(started).toBe(1);
+  }
+
+  it("reads a small body whole before calling the backend", async () => {
+    const { request, release, length } = heldRequest(
+      new TextEncoder().encode('{"type":'),
+      new TextEncoder().encode('"threads.list"}'),
+    );
+
+    const pending = proxyChatKitRequest(request, settings());
+    await delay(100);
+    expect(started).toBe(0);
+    release();
+    await pending;
+
+    expect(received[0].body.toString()).toBe('{"type":"threads.list"}');
+    expect(received[0].headers["content-length"]).toBe(length);
+  });
+
+  it("streams a large body instead of reading it whole first", async () => {
+    const first = randomBytes(WHOLE_BODY_MAX_BYTES);
+    const rest = randomBytes(1_000);
+    const { request, release } = heldRequest(first, rest);
+
+    const pending = proxyChatKitRequest(request, settings());
+    await upstreamStarted();
+    expect(received).toHaveLength(0);
+    release();
+    await pending;
+
+    expect(received[0].body.equals(Buffer.concat([first, rest]))).toBe(true);
+  });
+
+  it("streams a body of unknown length", async () => {
+    const { request, release } = heldRequest(
+      new TextEncoder().encode("part one, "),
+      new TextEncoder().encode("part two"),
+      false,
+    );
+
+    const pending = proxyChatKitRequest(request, settings());
+    await upstreamStarted();
+    release();
+    await pending;
+
+    expect(received[0].body.toString()).toBe("part one, part two");
+    expect(received[0].headers["transfer-encoding"]).toBe("chunked");
+  });
+
+  it("returns 499 when the browser leaves while its body is read", async () => {
+    const controller = new AbortController();
+    // As Next's request body does, the stream fails when the browser's connection goes.
+    const body = new ReadableStream<Uint8Array>({
+      start(stream) {
+        stream.enqueue(new TextEncoder().encode("{"));
+        controller.signal.addEventListener("abort", () =>
+          stream.error(new Error("aborted")),
+        );
+      },
+    });
+
+    const pending = proxyChatKitRequest(
+      chatRequest({
+        body,
+        duplex: "half",
+        signal: controller.signal,
+        headers: { "Content-Length": "2" },
+      } as RequestInit),
+      settings(),
+    );
+    await delay(20);
+    controller.abort();
+
+    expect((await pending).status).toBe(499);
+    expect(started).toBe(0);
+    expect(console.error).not.toHaveBeenCalled();
   });
 
   it("ends a broken event stream with a ChatKit error event", async () => {
