@@ -498,6 +498,20 @@ describe("proxyChatKitRequest", () => {
     expect(received[0].headers["content-length"]).toBe(length);
   });
 
+  it("sends a small body once its Content-Length has arrived, without waiting for its end", async () => {
+    const { request, release } = heldRequest(
+      new TextEncoder().encode('{"type":"threads.list"}'),
+      new Uint8Array(),
+    );
+
+    const pending = proxyChatKitRequest(request, settings());
+    await upstreamStarted();
+    release();
+    await pending;
+
+    expect(received[0].body.toString()).toBe('{"type":"threads.list"}');
+  });
+
   it("streams a large body instead of reading it whole first", async () => {
     const first = randomBytes(WHOLE_BODY_MAX_BYTES);
     const rest = randomBytes(1_000);

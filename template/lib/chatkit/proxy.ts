@@ -634,12 +634,14 @@ async function readRequestBody(
     return request.body as unknown as AsyncIterable<Uint8Array>;
   }
 
-  // Node's HTTP parser ends the body at its Content-Length, so this stays small (and
-  // undici refuses to send a body whose length differs from the header).
+  // Node's HTTP parser ends the body at its Content-Length, so reading stops there
+  // rather than waiting a turn for the stream's end (undici refuses to send a body
+  // whose length differs from the header).
+  const expected = Number(length);
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
-  for (;;) {
+  while (total < expected) {
     const { done, value } = await reader.read();
     if (done) {
       break;
@@ -647,6 +649,7 @@ async function readRequestBody(
     chunks.push(value);
     total += value.byteLength;
   }
+  reader.releaseLock();
   return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total);
 }
 
