@@ -11,24 +11,28 @@ What it does, all on 127.0.0.1:
    --workspace says otherwise), adds a no-op route handler `app/api/noop/route.ts` (the
    framework's floor), runs `next build`, starts the scripted backend (tests/backend) and
    `next start` with CHATKIT_UPSTREAM_URL aimed at it;
-2. wrk, one target after another at the same threads/connections/duration, in rounds: a
-   small JSON POST (a) straight to the backend's cheap `_test/status/200` route, (b) the
-   same through the proxy with the token cookie, (b2) through the proxy's static route
-   `/api/chatkit` (ChatKit's own endpoint; a second `next start` of the same build whose
-   backend URL leads to the backend's cheap catch-all), (c) to the no-op route, (d) to a
-   no-op catch-all route (`app/api/noop/[...path]`, the subpath route's shape); requests/s,
+2. wrk, one target after another at the same threads/connections/duration, in rounds, all
+   on one `next start` whose backend URL leads to the backend's cheap catch-all: a small
+   JSON POST (a) straight to that backend route, (b) through the proxy's `/api/chatkit`
+   with the token cookie, as ChatKit sends its requests, (c) to the no-op route, (d)
+   through the proxy to a path below `/api/chatkit`, (e) to a no-op catch-all route
+   (`app/api/noop/[...path]`, the shape of the subpath route) at the same path; requests/s,
    p50, p99, and the CPU time each process spent per request (from /proc);
-3. SSE time to first event over sequential requests: direct, through the proxy, and from
-   a no-op SSE route (`app/api/noop/sse`, Next's floor), split into legs with the
-   backend's record of each request;
-4. the `next start` process tree's peak RSS during a large PUT through the proxy to
-   `_test/upload` (the backend hashes it; the sha256 is checked), against its RSS before;
+3. SSE time to first event over sequential requests, on a second `next start` whose
+   backend URL ends at the backend's `_test/sse` route, so that the proxy's static route
+   `/api/chatkit` (where ChatKit sends its streaming requests) is what is timed; each
+   path is warmed up with wrk first: direct, through the proxy, and from a no-op SSE
+   route (`app/api/noop/sse`, Next's floor), split into legs with the backend's record of
+   each request;
+4. the throughput server's peak RSS (its process tree) during a large PUT through the
+   proxy to a path below `/api/chatkit` (the backend hashes it; the sha256 is checked),
+   against its RSS before;
 5. with --variants, the same throughput and SSE figures for the proxy rebuilt with one
    choice changed at a time (undici or fetch, streamed or buffered bodies), at
    `/api/bench/<variant>/...` of the benchmark's render only;
-6. with --profile DIR, a `node --cpu-prof` run of the proxy, the no-op catch-all and the
-   no-op loads, with where next start's CPU time went per request, traced through the
-   build's source maps, and the difference between them.
+6. with --profile DIR, a `node --cpu-prof` run of the proxy and the no-op loads, with
+   where next start's CPU time went per request, traced through the build's source maps,
+   and the difference between them.
 """
 
 from __future__ import annotations
@@ -66,14 +70,17 @@ TOKEN = harness.make_jwt({"sub": "bench-user", "name": "Bench Mark"})
 SMALL_BODY = json.dumps(
     {"type": "threads.list", "params": {"limit": 20, "order": "desc"}}, separators=(",", ":")
 )
-# The cheap backend route used for throughput: it reads the body and answers a fixed JSON.
-STATUS_QUERY = "?content_type=application%2Fjson&body=%7B%22ok%22%3Atrue%7D"
-STATUS_SUBPATH = "/_test/status/200" + STATUS_QUERY
+# The path below /api/chatkit for (d) and (e), in the shape of an upload target.
+SUBPATH = "/files/bench-file/upload?part=1"
+# The backend's SSE route, which the SSE server's backend URL ends at, so that its static
+# route /api/chatkit (where ChatKit sends its streaming requests) leads there.
+SSE_ROUTE = "/_test/sse"
 # First event at once, then a short tail so the stream is a stream, not one chunk.
-SSE_SUBPATH = "/_test/sse?events=3&delay=0.02&size=128"  # a `seq=` is appended
-UPLOAD_SUBPATH = "/_test/upload/bench.bin"
-# Below the backend's ChatKit path, where its catch-all answers: see "proxy_static".
-STATIC_ROUTE_PREFIX = "/bench"
+SSE_QUERY = "?events=3&delay=0.02&size=128"  # a `seq=` is appended
+UPLOAD_SUBPATH = "/files/bench.bin"
+# Below the backend's ChatKit path, where its catch-all reads the body and answers a short
+# JSON summary: the throughput server's backend URL ends with it.
+CATCH_ALL_PREFIX = "/bench"
 
 TARGETS = {
     "rps_ratio": 0.9,  # proxy rps / no-op rps, at least
@@ -158,10 +165,12 @@ VARIANT_ROUTE = """\
 //   noop                        no backend: answer {"ok":true} (a catch-all route's floor)
 //   readbody                    no backend: read the body, answer {"ok":true}
 //   prelude                     no backend: settings, cookie, URL, headers, then {"ok":true}
-//   <client>-<reqbody>-<resbody> the whole proxy, where
-//     client:  undici (undici.request on a keep-alive Agent, as proxy.ts) | fetch (global)
-//     reqbody: stream (Readable.fromWeb(request.body), as proxy.ts) | buffer (arrayBuffer)
-//     resbody: relay (pull-based ReadableStream over the Node body, as proxy.ts)
+//   <client>-<reqbody>-<resbody> the whole proxy by other means than proxy.ts's (which
+//   calls dispatch() on a keep-alive Agent, reads small bodies whole and feeds the
+//   response's web stream from undici's parser), where
+//     client:  undici (undici.request on a keep-alive Agent) | fetch (global)
+//     reqbody: stream (Readable.fromWeb(request.body)) | buffer (arrayBuffer)
+//     resbody: relay (pull-based ReadableStream over undici's Node body)
 //              | web (Readable.toWeb, or fetch's own body) | buffer (read it all, then send)
 import { Readable } from "node:stream";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
@@ -1054,25 +1063,27 @@ def print_report(figures: dict[str, Any]) -> None:
     out(f"  {'':<28}{'':>8}{'':>8}{'':>8}{'':>8}{'':>7}{'CPU µs per request':>21}{'CPU %':>7}")
     out("  " + "-" * (len(header) - 2))
     throughput = figures["throughput"]
-    noop_rps = throughput["noop"]["rps"]
     labels = {
         "direct": "(a) backend direct",
-        "proxy": "(b) through proxy",
-        "proxy_static": "(b2) proxy, /api/chatkit",
+        "proxy": "(b) proxy, /api/chatkit",
         "noop": "(c) no-op route",
-        "noop_catch_all": "(d) no-op catch-all route",
+        "proxy_subpath": "(d) proxy, a path below",
+        "noop_catch_all": "(e) no-op catch-all route",
     }
     for key in [k for k in throughput if k in labels or k.startswith("variant:")]:
         r = throughput[key]
         cpu = r["cpu_us_per_request"]
         errors = sum(r["errors"].values())
         label = labels.get(key, "  " + key.removeprefix("variant:"))
+        floor = throughput["noop" if key in ("direct", "proxy", "noop") else "noop_catch_all"]
         out(
-            f"  {label:<28}{r['rps']:>8.0f}{r['rps'] / noop_rps:>8.2f}{r['p50_ms']:>8.2f}"
+            f"  {label:<28}{r['rps']:>8.0f}{r['rps'] / floor['rps']:>8.2f}{r['p50_ms']:>8.2f}"
             f"{r['p99_ms']:>8.2f}{errors:>7}{cpu.get('next', 0):>7.0f}"
             f"{cpu.get('backend', 0):>8.0f}{cpu.get('wrk', 0):>6.0f}{r['other_cpu_pct']:>7.1f}"
         )
-    out("  (other CPU %: the busiest round's share of all cores used by processes not ours)")
+    out("  (÷no-op: (a) and (b) against (c); (d) and the variants against (e), the no-op of")
+    out("  their route shape. other CPU %: the busiest round's share of all cores used by")
+    out("  processes not ours)")
     busiest = max(throughput[k]["other_cpu_pct"] for k in throughput if k != "rounds")
     if busiest > 10:
         out(
@@ -1087,17 +1098,12 @@ def print_report(figures: dict[str, Any]) -> None:
         f"  next CPU per request, no-op ÷ proxy: {cpu_ratio:.3f} (what req/s ÷ no-op would be "
         "if next start, one thread, is the bottleneck)"
     )
-    static = throughput["proxy_static"]["rps"] / noop_rps
-    out(
-        f"  (b2) ÷ no-op: {static:.3f}: the static route /api/chatkit, where ChatKit sends its"
-        " own requests, on a second next start of the same build"
-    )
-    same_shape = throughput["proxy"]["rps"] / throughput["noop_catch_all"]["rps"]
-    out(f"  proxy req/s ÷ no-op catch-all req/s (the proxy's own route shape): {same_shape:.3f}")
+    shape = throughput["noop_catch_all"]["rps"] / throughput["noop"]["rps"]
+    out(f"  the catch-all route shape alone, (e) ÷ (c): {shape:.3f}")
     if "variant:readbody" in throughput:
-        fair = throughput["proxy"]["rps"] / throughput["variant:readbody"]["rps"]
-        out(f"  proxy req/s ÷ readbody req/s (a catch-all no-op that reads the body): {fair:.3f}")
-    for key in ("direct", "proxy", "proxy_static", "noop", "noop_catch_all"):
+        fair = throughput["proxy_subpath"]["rps"] / throughput["variant:readbody"]["rps"]
+        out(f"  (d) ÷ readbody (a catch-all no-op that reads the body): {fair:.3f}")
+    for key in labels:
         out(f"    {key:<15}{throughput[key]['command']}")
     out(
         "  req/s by round: "
@@ -1143,6 +1149,13 @@ def print_report(figures: dict[str, Any]) -> None:
         ("handler_to_client_ms", "(handler→client)"),
     ]
     out(f"  {'path':<30}" + "".join(f"{title:>{max(len(title) + 1, 9)}}" for _, title in columns))
+    if any(
+        value < 0
+        for key in sse_keys
+        for value in sse.get(key, {}).get("legs_median_ms", {}).values()
+    ):
+        out("  WARNING: a leg below zero: the clock was stepped while a server ran, so the")
+        out("  route's stamps (Node's time origin plus its monotonic clock) are off")
     for key in sse_keys:
         legs = sse.get(key, {}).get("legs_median_ms")
         label = sse_labels.get(key, "  " + key.removeprefix("variant:"))
@@ -1220,14 +1233,11 @@ def print_report(figures: dict[str, Any]) -> None:
         def function(row: dict[str, Any]) -> str:
             return f"{row['function']}  {row['where']}".strip()
 
-        if {"proxy", "noop_catch_all"} <= set(profiles):
-            out("  the proxy's own work: proxy minus no-op catch-all (same route shape), by area")
-            table("areas", area, 16, "proxy", "noop_catch_all")
+        if {"proxy", "noop"} <= set(profiles):
+            out("  the proxy's own work: /api/chatkit minus the no-op, by area")
+            table("areas", area, 16, "proxy", "noop")
             out("  and by function (the top functions of each profile):")
-            table("functions", function, 25, "proxy", "noop_catch_all")
-        if {"noop_catch_all", "noop"} <= set(profiles):
-            out("  Next's catch-all routing: no-op catch-all minus the static no-op, by area")
-            table("areas", area, 8, "noop_catch_all", "noop")
+            table("functions", function, 25, "proxy", "noop")
     out("=" * 78)
 
 
@@ -1380,88 +1390,105 @@ def main(argv: list[str] | None = None) -> int:
         step("starting the scripted backend and next start on 127.0.0.1")
         backend = harness.start_backend(CHATKIT_PATH, log_dir, delta_delay=0.0)
         servers.append(backend)
-        app_env = {"CHATKIT_UPSTREAM_URL": backend.base_url}
-        app = harness.start_app(app_dir, workspace, log_dir, **app_env)
-        servers.append(app)
-        # The same build once more, for the proxy's static route /api/chatkit (where ChatKit
-        # sends its own requests): its backend URL leads below the ChatKit path, to the
-        # backend's cheap catch-all, which reads the body and answers a short JSON summary.
-        static_app = harness.start_app(
+        # Throughput: one server for every target, so each ratio compares one process with
+        # itself. Its backend URL leads below the ChatKit path, to the backend's cheap
+        # catch-all, which reads the body and answers a short JSON summary.
+        load_env = {"CHATKIT_UPSTREAM_URL": backend.base_url + CHATKIT_PATH + CATCH_ALL_PREFIX}
+        load_app = harness.start_app(app_dir, workspace, log_dir / "throughput", **load_env)
+        servers.append(load_app)
+        # SSE: the same build, whose backend URL ends at the backend's SSE route.
+        app = harness.start_app(
             app_dir,
             workspace,
-            log_dir / "static-route",
-            CHATKIT_UPSTREAM_URL=backend.base_url + CHATKIT_PATH + STATIC_ROUTE_PREFIX,
+            log_dir,
+            CHATKIT_UPSTREAM_URL=backend.base_url + CHATKIT_PATH + SSE_ROUTE,
         )
-        servers.append(static_app)
+        servers.append(app)
 
+        reached = CHATKIT_PATH + CATCH_ALL_PREFIX + CHATKIT_PATH
         urls = {
-            "direct": backend.base_url + CHATKIT_PATH + STATUS_SUBPATH,
-            "proxy": app.base_url + "/api/chatkit" + STATUS_SUBPATH,
-            "proxy_static": static_app.base_url + "/api/chatkit" + STATUS_QUERY,
-            "noop": app.base_url + "/api/noop",
-            "noop_catch_all": app.base_url + "/api/noop" + STATUS_SUBPATH,
+            "direct": backend.base_url + reached,
+            "proxy": load_app.base_url + "/api/chatkit",
+            "noop": load_app.base_url + "/api/noop",
+            "proxy_subpath": load_app.base_url + "/api/chatkit" + SUBPATH,
+            "noop_catch_all": load_app.base_url + "/api/noop" + SUBPATH,
         }
         if args.variants:
             for variant in VARIANTS:
-                urls[f"variant:{variant}"] = f"{app.base_url}/api/bench/{variant}{STATUS_SUBPATH}"
+                urls[f"variant:{variant}"] = f"{load_app.base_url}/api/bench/{variant}{SUBPATH}"
         with httpx.Client(trust_env=False, timeout=10.0, cookies={COOKIE_NAME: TOKEN}) as http:
             for name, url in urls.items():
                 response = http.post(
                     url, content=SMALL_BODY, headers={"content-type": "application/json"}
                 )
                 answer = response.json() if response.status_code == 200 else {}
-                expected_path = CHATKIT_PATH + STATIC_ROUTE_PREFIX + CHATKIT_PATH
-                if answer.get("ok") is not True and answer.get("path") != expected_path:
+                if answer.get("ok") is not True and not str(answer.get("path")).startswith(reached):
                     raise RuntimeError(
                         f"{name} {url} answered {response.status_code}: {response.text[:300]}"
                     )
 
         load_before = os.getloadavg()
         started = time.strftime("%Y-%m-%d %H:%M:%S %z")
-        trees = {"next": app.process.pid, "backend": backend.process.pid}
-        static_trees = {"next": static_app.process.pid, "backend": backend.process.pid}
+        trees = {"next": load_app.process.pid, "backend": backend.process.pid}
         step(f"warm-up: {args.warmup:g} s of wrk per target")
         for name, url in urls.items():
             if args.warmup > 0:
                 run_wrk(name, url, script, args, args.warmup, {})
         rounds: dict[str, list[WrkResult]] = {name: [] for name in urls}
+        names = list(urls)
         for index in range(args.rounds):
             step(f"throughput round {index + 1}/{args.rounds}")
-            for name, url in urls.items():
-                charged = static_trees if name == "proxy_static" else trees
-                rounds[name].append(run_wrk(name, url, script, args, args.duration, charged))
+            # Each round starts one target later, so no target always follows the same one.
+            shift = index % len(names)
+            for name in names[shift:] + names[:shift]:
+                rounds[name].append(run_wrk(name, urls[name], script, args, args.duration, trees))
                 time.sleep(1.0)  # let TIME_WAIT sockets and GC settle between targets
 
         step(f"SSE time to first event, {args.sse_requests} requests per path")
         sse_urls = {
-            "direct": backend.base_url + CHATKIT_PATH + SSE_SUBPATH,
-            "proxy": app.base_url + "/api/chatkit" + SSE_SUBPATH,
+            "direct": backend.base_url + CHATKIT_PATH + SSE_ROUTE + SSE_QUERY,
+            "proxy": app.base_url + "/api/chatkit" + SSE_QUERY,
             "next_floor": app.base_url + "/api/noop/sse?from=bench",
         }
         for variant in VARIANTS if args.variants else ():
             if "-" in variant:  # the variants that reach the backend
-                sse_urls[f"variant:{variant}"] = f"{app.base_url}/api/bench/{variant}{SSE_SUBPATH}"
+                sse_urls[f"variant:{variant}"] = (
+                    f"{app.base_url}/api/bench/{variant}/stream{SSE_QUERY}"
+                )
+        # A server that has served only a few streams runs their code unoptimised: warm
+        # every path up with wrk, as the throughput targets were.
+        sse_warmup = max(args.warmup, 3.0)
+        step(f"SSE warm-up: {sse_warmup:g} s of wrk per path")
+        for name, url in sse_urls.items():
+            run_wrk(f"sse_warmup:{name}", url, script, args, sse_warmup, {})
         sse = measure_sse(
             sse_urls,
             args.sse_requests,
-            warmup=3,
+            warmup=10,
             backend_url=backend.base_url,
         )
 
         step(f"upload: PUT {args.upload_mb} MiB through the proxy, sampling RSS")
-        upload = measure_upload(app, args.upload_mb, args.rss_interval_ms / 1000)
+        upload = measure_upload(load_app, args.upload_mb, args.rss_interval_ms / 1000)
 
         throughput: dict[str, Any] = {
             name: asdict(median_result(runs)) for name, runs in rounds.items()
         }
         throughput["rounds"] = {name: [r.rps for r in runs] for name, runs in rounds.items()}
         ratio = throughput["proxy"]["rps"] / throughput["noop"]["rps"]
+        subpath_ratio = throughput["proxy_subpath"]["rps"] / throughput["noop_catch_all"]["rps"]
         targets = [
             {
-                "name": "proxy req/s ÷ no-op req/s",
+                "name": "req/s, /api/chatkit ÷ no-op",
                 "value": f"{ratio:.3f}",
                 "target": f"≥ {TARGETS['rps_ratio']}",
                 "met": ratio >= TARGETS["rps_ratio"],
+            },
+            {
+                "name": "req/s, a path below ÷ no-op catch-all",
+                "value": f"{subpath_ratio:.3f}",
+                "target": f"≥ {TARGETS['rps_ratio']}",
+                "met": subpath_ratio >= TARGETS["rps_ratio"],
             },
             {
                 "name": "SSE TTFE added by proxy (median)",
@@ -1497,13 +1524,10 @@ def main(argv: list[str] | None = None) -> int:
             },
             "throughput": throughput,
             "proxy_over_noop_rps": ratio,
+            "proxy_subpath_over_noop_catch_all_rps": subpath_ratio,
             "proxy_over_direct_rps": throughput["proxy"]["rps"] / throughput["direct"]["rps"],
             "next_cpu_noop_over_proxy": throughput["noop"]["cpu_us_per_request"]["next"]
             / throughput["proxy"]["cpu_us_per_request"]["next"],
-            "proxy_over_noop_catch_all_rps": throughput["proxy"]["rps"]
-            / throughput["noop_catch_all"]["rps"],
-            "proxy_static_over_noop_rps": throughput["proxy_static"]["rps"]
-            / throughput["noop"]["rps"],
             "load_average_before": load_before,
             "sse": sse,
             "upload": upload,
@@ -1512,12 +1536,13 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.profile:
             app.stop()
+            load_app.stop()
             figures["profile"] = {}
-            for name in ("proxy", "noop_catch_all", "noop"):
+            for name in ("proxy", "noop"):
                 step(f"profiling the {name} load under node --cpu-prof")
-                path = urls[name][len(app.base_url) :]
+                path = urls[name][len(load_app.base_url) :]
                 figures["profile"][name] = profile_load(
-                    name, path, app_dir, workspace, log_dir, app_env, script, args, backend
+                    name, path, app_dir, workspace, log_dir, load_env, script, args, backend
                 )
     finally:
         for server in reversed(servers):

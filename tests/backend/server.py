@@ -654,6 +654,9 @@ def fault_routes(chatkit_path: str, recorder: Recorder) -> list[Route]:
         Route(base + "/gzip", gzipped, methods=any_method),
         Route(base + "/slow", slow, methods=any_method),
         Route(base + "/sse", sse, methods=any_method),
+        # The same below it, so that a proxy whose backend URL ends at this route reaches it
+        # from its own static route (the benchmark's way to time ChatKit's endpoint).
+        Route(base + "/sse/{rest:path}", sse, methods=any_method),
         Route(base + "/die", die, methods=any_method),
         Route(base + "/large", large, methods=any_method),
     ]
