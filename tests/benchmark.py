@@ -243,7 +243,8 @@ export async function POST(
   );
   const headers = buildUpstreamHeaders(request.headers, token, settings);
   if (variant === "prelude") {
-    return Response.json({ ok: true, target: target.pathname.length, n: [...headers].length });
+    const n = Object.keys(headers).length;
+    return Response.json({ ok: true, target: target.pathname.length, n });
   }
   const [client, requestMode, responseMode] = variant.split("-");
   let sending = 0;
@@ -268,7 +269,7 @@ export async function POST(
     } as RequestInit);
     status = response.status;
     statusText = response.statusText;
-    upstreamHeaders = response.headers;
+    upstreamHeaders = new Headers(response.headers);
     if (responseMode === "buffer") {
       buffered = await response.arrayBuffer();
       responseBody = null;
@@ -280,7 +281,7 @@ export async function POST(
     const upstream = await undiciRequest(target, {
       dispatcher: agent,
       method: "POST",
-      headers: Object.fromEntries(headers.entries()),
+      headers,
       body:
         body instanceof Buffer
           ? body
