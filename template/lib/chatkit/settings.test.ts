@@ -64,6 +64,8 @@ describe("loadProxySettings", () => {
     ["another scheme", "ftp://127.0.0.1/"],
     ["a query", "http://127.0.0.1:9000/?a=1"],
     ["a fragment", "http://127.0.0.1:9000/#top"],
+    ["with a user name", "http://svc@127.0.0.1:9000/"],
+    ["with a password", "http://svc:s3cret@127.0.0.1:9000/"],
   ])("rejects a CHATKIT_UPSTREAM_URL that is %s", (_label, value) => {
     expect(() => loadProxySettings({ CHATKIT_UPSTREAM_URL: value })).toThrow(
       ConfigurationError,
@@ -98,12 +100,27 @@ describe("loadProxySettings", () => {
   });
 });
 
+it.each([
+  ["CHATKIT_UPSTREAM_URL", "http://svc:s3cret@127.0.0.1:9000/"],
+  ["CHATKIT_UPSTREAM_TIMEOUT_MS", "s3cret"],
+  ["CHATKIT_ALLOWED_ORIGINS", "https://ok.example,s3cret"],
+])("leaves an invalid %s's value out of the message", (variable, value) => {
+  expect(() => loadProxySettings({ [variable]: value })).toThrow(
+    new RegExp(`^${variable} is invalid: expected`),
+  );
+  try {
+    loadProxySettings({ [variable]: value });
+  } catch (error) {
+    expect((error as Error).message).not.toContain("s3cret");
+  }
+});
+
 describe("ConfigurationError", () => {
   it("names the variable, its value and what was expected", () => {
-    const error = new ConfigurationError("SOME_VAR", "x y", "expected z");
+    const error = new ConfigurationError("SOME_VAR", "expected z");
 
     expect(error.name).toBe("ConfigurationError");
-    expect(error.message).toBe('SOME_VAR="x y" is invalid: expected z');
+    expect(error.message).toBe("SOME_VAR is invalid: expected z");
   });
 });
 

@@ -12,10 +12,14 @@ export const defaultUpstreamTimeoutMs = 30_000;
 /** The longest delay a Node timer (undici's included) can wait. */
 const maxTimeoutMs = 2_147_483_647;
 
-/** A server environment variable holds a value the proxy cannot use. */
+/**
+ * A server environment variable holds a value the proxy cannot use. The message names
+ * the variable and what it should hold, never the value: it is the body of the 500
+ * that any caller gets, and a URL may carry a password.
+ */
 export class ConfigurationError extends Error {
-  constructor(variable: string, value: string, expected: string) {
-    super(`${variable}=${JSON.stringify(value)} is invalid: ${expected}`);
+  constructor(variable: string, expected: string) {
+    super(`${variable} is invalid: ${expected}`);
     this.name = "ConfigurationError";
   }
 }
@@ -58,13 +62,14 @@ function readUpstreamUrl(
   if (
     !url ||
     !["http:", "https:"].includes(url.protocol) ||
+    url.username ||
+    url.password ||
     url.search ||
     url.hash
   ) {
     throw new ConfigurationError(
       "CHATKIT_UPSTREAM_URL",
-      value,
-      "expected an http(s) URL without query or fragment, such as https://api.example.com",
+      "expected an http(s) URL without credentials, query or fragment, such as https://api.example.com",
     );
   }
   return value;
@@ -87,7 +92,6 @@ function readTimeoutMs(
   ) {
     throw new ConfigurationError(
       "CHATKIT_UPSTREAM_TIMEOUT_MS",
-      value,
       `expected a whole number of milliseconds up to ${maxTimeoutMs}, such as 30000`,
     );
   }
@@ -120,7 +124,6 @@ function readAllowedOrigins(
       ) {
         throw new ConfigurationError(
           "CHATKIT_ALLOWED_ORIGINS",
-          value,
           "expected comma-separated origins such as https://app.example.com,https://admin.example.com",
         );
       }
