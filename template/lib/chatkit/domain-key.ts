@@ -24,7 +24,7 @@ export function resolveDomainKey(
     ok: false,
     error:
       "NEXT_PUBLIC_CHATKIT_DOMAIN_KEY is not set. Register this site's domain " +
-      `(${hostname}) with OpenAI, set the variable to its domain key, and rebuild.`,
+      `(${hostname}) with OpenAI, set the variable to its domain key, and restart the app.`,
   };
 }
 
