@@ -42,3 +42,10 @@ def test_invalid_answer_names_the_question_and_writes_nothing(tmp_path: Path) ->
     assert "Validation error for question 'cookie_name'" in result.stderr
     assert "Examples: id_token" in result.stderr
     assert not dest.exists()
+
+
+def test_next_steps_name_the_backend_url_without_a_double_slash(tmp_path: Path) -> None:
+    result = copier_copy(tmp_path / "my-app", "--data", "upstream_url=http://127.0.0.1:8765/v2/")
+
+    assert result.returncode == 0, result.stderr
+    assert "its value to http://127.0.0.1:8765/v2/chatkit as" in result.stderr + result.stdout
