@@ -198,3 +198,24 @@ def test_new_rejects_an_answer_to_a_question_the_template_lacks(tmp_path: Path) 
     assert result.exit_code == 2
     assert "did you mean cookie_name?" in result.output
     assert not dest.exists()
+
+
+def test_new_names_the_question_when_a_yaml_answer_does_not_parse(tmp_path: Path) -> None:
+    dest = tmp_path / "my-app"
+
+    result = runner.invoke(
+        app,
+        [
+            "new",
+            str(dest),
+            "--defaults",
+            "--no-install",
+            "--data",
+            "custom_headers=[{name: X-A, source: env, value: K}",
+        ],
+    )
+
+    assert result.exit_code == 2
+    assert "--data custom_headers: not valid YAML" in result.output
+    assert "for example custom_headers=[{name: X-Page-URL, source: client}" in result.output
+    assert not dest.exists()

@@ -60,16 +60,34 @@ def parse_data(pairs: Sequence[str], data_file: Path | None) -> dict[str, Any]:
 
 
 def check_question_names(data: Mapping[str, Any], template: str | Path) -> None:
-    """Refuse answers to questions the template does not ask: a typo would be ignored."""
+    """Refuse answers to questions the template does not ask: a typo would be ignored.
+
+    A `--data` answer to a YAML question is parsed here too, so that a typo in it is
+    reported with the question's name and a valid example rather than as PyYAML's
+    error on an unnamed string.
+    """
     config = Path(template) / "copier.yml"
     if not config.is_file():
         return  # a remote template: Copier reads its questions itself
-    questions = [name for name in yaml.safe_load(config.read_text()) if not name.startswith("_")]
-    for name in data:
+    spec = yaml.safe_load(config.read_text())
+    questions = [name for name in spec if not name.startswith("_")]
+    for name, value in data.items():
         if name not in questions:
             close = difflib.get_close_matches(name, questions, n=1)
             hint = f"did you mean {close[0]}?" if close else f"questions: {', '.join(questions)}"
             raise AnswerError(f"--data {name}: the template has no such question; {hint}")
+        question = spec[name] if isinstance(spec[name], dict) else {}
+        if question.get("type") == "yaml" and isinstance(value, str):
+            try:
+                yaml.safe_load(value)
+            except yaml.YAMLError as error:
+                problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+                example = yaml.safe_dump(
+                    question.get("default"), default_flow_style=True, width=10**6
+                ).strip()
+                raise AnswerError(
+                    f"--data {name}: not valid YAML ({problem}); for example {name}={example}"
+                ) from None
 
 
 def render(
