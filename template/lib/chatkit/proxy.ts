@@ -630,14 +630,14 @@ async function readRequestBody(
     return null;
   }
   const length = request.headers.get("content-length");
-  if (length === null || !(Number(length) <= WHOLE_BODY_MAX_BYTES)) {
+  const expected = length === null ? NaN : Number(length);
+  if (!(expected <= WHOLE_BODY_MAX_BYTES)) {
     return request.body as unknown as AsyncIterable<Uint8Array>;
   }
 
   // Node's HTTP parser ends the body at its Content-Length, so reading stops there
   // rather than waiting a turn for the stream's end (undici refuses to send a body
   // whose length differs from the header).
-  const expected = Number(length);
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
