@@ -23,7 +23,9 @@ What it does, all on 127.0.0.1:
    `/api/chatkit` (where ChatKit sends its streaming requests) is what is timed; each
    path is warmed up with wrk first: direct, through the proxy, and from a no-op SSE
    route (`app/api/noop/sse`, Next's floor), split into legs with the backend's record of
-   each request;
+   each request; once back to back (the target's figure) and once with every request
+   after 50 ms idle, beside how much slower the machine runs fixed CPU work after such
+   a pause, and what a loopback round trip costs on one core and across two;
 4. the throughput server's peak RSS (its process tree) during a large PUT through the
    proxy to a path below `/api/chatkit` (the backend hashes it; the sha256 is checked),
    against its RSS before;
@@ -47,6 +49,7 @@ import re
 import resource
 import shlex
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -75,8 +78,14 @@ SUBPATH = "/files/bench-file/upload?part=1"
 # The backend's SSE route, which the SSE server's backend URL ends at, so that its static
 # route /api/chatkit (where ChatKit sends its streaming requests) leads there.
 SSE_ROUTE = "/_test/sse"
-# First event at once, then a short tail so the stream is a stream, not one chunk.
-SSE_QUERY = "?events=3&delay=0.02&size=128"  # a `seq=` is appended
+# Three events, one after another: a stream, not one chunk, with no quiet tail that would
+# leave every process idle until the next request.
+SSE_QUERY = "?events=3&delay=0&size=128"  # a `seq=` is appended
+# The second SSE pass pauses this long before each request. On a VM a core left idle for
+# tens of milliseconds runs the next piece of work slower; the benchmark measures by how
+# much on fixed CPU work of its own (idle_slowdown), so the pass after pauses shows how
+# much of the proxied figure is the machine's.
+SSE_PAUSE_S = 0.05
 UPLOAD_SUBPATH = "/files/bench.bin"
 # Below the backend's ChatKit path, where its catch-all reads the body and answers a short
 # JSON summary: the throughput server's backend URL ends with it.
@@ -98,8 +107,8 @@ export function POST(): Response {
 }
 """
 
-# The framework's floor for time to first event: one event at once, two more 20 ms apart,
-# as the backend's _test/sse route below sends them.
+# The framework's floor for time to first event: three events one after another, as the
+# backend's _test/sse route sends them with SSE_QUERY.
 NOOP_SSE_ROUTE = """\
 // Added by tests/benchmark.py to the benchmark's render only: Next's own floor for
 // time to first SSE event, with no backend behind it.
@@ -117,10 +126,7 @@ export function POST(): Response {
   const entered = wallClockMs();
   let index = 0;
   const stream = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      if (index > 0) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+    pull(controller) {
       controller.enqueue(
         encoder.encode(`data: {"type":"test.event","index":${index}}\\n\\n`),
       );
@@ -643,10 +649,19 @@ SSE_LEGS = {
 }
 
 
-def measure_sse(urls: dict[str, str], count: int, warmup: int, backend_url: str) -> dict[str, Any]:
-    """Sequential requests to each URL in turn, each URL on its own kept-alive client.
+def measure_sse(
+    urls: dict[str, str],
+    count: int,
+    warmup: int,
+    backend_url: str,
+    *,
+    pause_s: float = 0.0,
+    tag: str = "",
+) -> dict[str, Any]:
+    """Sequential requests to each URL in turn, each URL on its own kept-alive client,
+    each request after `pause_s` seconds of doing nothing.
 
-    Every request carries `seq=p<path number>n<request number>` in its query, so the
+    Every request carries `seq=<tag>p<path number>n<request number>` in its query, so the
     backend's record of it (arrival, first event sent) and the route's own stamps split its
     time to first event into legs (SSE_LEGS). All clocks are this machine's wall clock.
     """
@@ -659,7 +674,9 @@ def measure_sse(urls: dict[str, str], count: int, warmup: int, backend_url: str)
     try:
         for index in range(warmup + count):
             for number, (name, url) in enumerate(urls.items()):
-                seq = f"p{number}n{index}"
+                seq = f"{tag}p{number}n{index}"
+                if pause_s > 0:
+                    time.sleep(pause_s)
                 start, first, seconds, timing = time_to_first_event(
                     clients[name], f"{url}&seq={seq}"
                 )
@@ -684,7 +701,7 @@ def measure_sse(urls: dict[str, str], count: int, warmup: int, backend_url: str)
         for leg, (begin, end) in SSE_LEGS.items():
             if marks.get(begin) and marks.get(end):
                 legs[name][leg].append((marks[end] - marks[begin]) * 1000)
-    figures: dict[str, Any] = {"count": count, "urls": urls}
+    figures: dict[str, Any] = {"count": count, "pause_ms": pause_s * 1000, "urls": urls}
     for name, values in samples.items():
         figures[name] = {**_summary(values), "samples_ms": [round(v, 3) for v in values]}
         if name in legs:
@@ -1021,11 +1038,140 @@ def machine_info(workspace: Path) -> dict[str, Any]:
     }
 
 
+def idle_slowdown(pause_s: float, count: int = 40) -> dict[str, float]:
+    """How much slower this machine runs fixed CPU work (sha256 of 2 MiB, in this process)
+    right after `pause_s` seconds idle than back to back: medians in ms and their ratio."""
+    data = os.urandom(2 * 1024 * 1024)
+
+    def work() -> float:
+        started = time.perf_counter()
+        hashlib.sha256(data).digest()
+        return (time.perf_counter() - started) * 1000
+
+    for _ in range(10):
+        work()
+    back_to_back = statistics.median(work() for _ in range(count))
+    after: list[float] = []
+    for _ in range(count):
+        time.sleep(pause_s)
+        after.append(work())
+    after_pause = statistics.median(after)
+    return {
+        "pause_ms": pause_s * 1000,
+        "work_back_to_back_ms": back_to_back,
+        "work_after_pause_ms": after_pause,
+        "slowdown": after_pause / back_to_back,
+    }
+
+
+def wake_round_trip(count: int = 2000) -> dict[str, float] | None:
+    """Median round trip, in µs, of one byte over loopback TCP between this process and a
+    forked echo: both on one core, then on two. The difference is what it costs to wake
+    a process on the other core, as every hop to the backend may; None on one core."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None
+    try:
+        return {
+            "same_core_us": _echo_round_trip(cores[0], cores[0], count),
+            "two_cores_us": _echo_round_trip(cores[0], cores[1], count),
+        }
+    finally:
+        os.sched_setaffinity(0, cores)
+
+
+def _echo_round_trip(mine: int, theirs: int, count: int) -> float:
+    with socket.create_server((harness.LOOPBACK, 0)) as server:
+        child = os.fork()
+        if child == 0:  # the echo: answers each byte until the other end closes
+            try:
+                os.sched_setaffinity(0, {theirs})
+                server.settimeout(10.0)
+                peer, _ = server.accept()
+                peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                while data := peer.recv(64):
+                    peer.sendall(data)
+            finally:
+                os._exit(0)
+        os.sched_setaffinity(0, {mine})
+        trips: list[float] = []
+        with socket.create_connection(server.getsockname()) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for _ in range(count):
+                started = time.perf_counter()
+                sock.sendall(b"x")
+                sock.recv(64)
+                trips.append((time.perf_counter() - started) * 1e6)
+        os.waitpid(child, 0)
+    return statistics.median(trips[count // 10 :])
+
+
 # --------------------------------------------------------------------------- report
 
 
 def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
+
+
+def print_sse(sse: dict[str, Any], heading: str) -> None:
+    """One SSE pass of the report: each path's time to first event, and its legs."""
+    out = print
+    out(
+        f"SSE time to first event, {heading} ({sse['count']} sequential POSTs per path, "
+        "interleaved, kept-alive client each)"
+    )
+    out(f"  {'path':<34}{'median ms':>11}{'p90 ms':>9}{'min ms':>9}{'max ms':>9}")
+    sse_labels = {
+        "direct": "backend direct",
+        "proxy": "through proxy",
+        "next_floor": "Next floor: /api/noop/sse",
+    }
+    sse_keys = list(sse_labels) + [k for k in sse if k.startswith("variant:")]
+    for key in sse_keys:
+        if key in sse:
+            row = sse[key]
+            label = sse_labels.get(key, "  " + key.removeprefix("variant:"))
+            out(
+                f"  {label:<34}{row['median_ms']:>11.2f}{row['p90_ms']:>9.2f}"
+                f"{row['min_ms']:>9.2f}{row['max_ms']:>9.2f}"
+            )
+    out(
+        f"  added by the proxy: median {sse['added_median_ms']:.2f} ms, "
+        f"p90 {sse['added_p90_ms']:.2f} ms"
+    )
+    out("  where it goes: medians of each leg, from wall-clock stamps by the client, the route")
+    out("  (x-bench-timing: handler entered, upstream request sent) and the backend's record")
+    columns = [
+        ("to_handler_ms", "→handler"),
+        ("handler_to_send_ms", "→send"),
+        ("send_to_backend_ms", "→backend"),
+        ("to_backend_ms", "(to backend)"),
+        ("in_backend_ms", "in backend"),
+        ("backend_to_client_ms", "→client"),
+        ("handler_to_client_ms", "(handler→client)"),
+    ]
+    out(f"  {'path':<30}" + "".join(f"{title:>{max(len(title) + 1, 9)}}" for _, title in columns))
+    if any(
+        value < 0
+        for key in sse_keys
+        for value in sse.get(key, {}).get("legs_median_ms", {}).values()
+    ):
+        out("  WARNING: a leg below zero: the clock was stepped while a server ran, so the")
+        out("  route's stamps (Node's time origin plus its monotonic clock) are off")
+    for key in sse_keys:
+        legs = sse.get(key, {}).get("legs_median_ms")
+        label = sse_labels.get(key, "  " + key.removeprefix("variant:"))
+        if legs:
+            out(
+                f"  {label:<30}"
+                + "".join(
+                    f"{legs[leg]:>{max(len(title) + 1, 9)}.2f}"
+                    if leg in legs
+                    else f"{'':>{max(len(title) + 1, 9)}}"
+                    for leg, title in columns
+                )
+            )
+    out("")
 
 
 def print_report(figures: dict[str, Any]) -> None:
@@ -1044,6 +1190,12 @@ def print_report(figures: dict[str, Any]) -> None:
         f"software: node {m['node']}  python {m['python']}  {m['wrk']}  "
         f"next {m['next']}  undici {m['undici']}"
     )
+    wake = figures.get("wake_round_trip")
+    if wake:
+        out(
+            f"wake-ups: a loopback round trip between two processes takes "
+            f"{wake['same_core_us']:.0f} µs on one core, {wake['two_cores_us']:.0f} µs across two"
+        )
     load = figures["load"]
     out(
         "load avg: "
@@ -1114,63 +1266,17 @@ def print_report(figures: dict[str, Any]) -> None:
         )
     )
     out("")
-    sse = figures["sse"]
-    out(
-        f"SSE time to first event ({sse['count']} sequential POSTs per path, interleaved, "
-        "kept-alive client each)"
-    )
-    out(f"  {'path':<34}{'median ms':>11}{'p90 ms':>9}{'min ms':>9}{'max ms':>9}")
-    sse_labels = {
-        "direct": "backend direct",
-        "proxy": "through proxy",
-        "next_floor": "Next floor: /api/noop/sse",
-    }
-    sse_keys = list(sse_labels) + [k for k in sse if k.startswith("variant:")]
-    for key in sse_keys:
-        if key in sse:
-            row = sse[key]
-            label = sse_labels.get(key, "  " + key.removeprefix("variant:"))
-            out(
-                f"  {label:<34}{row['median_ms']:>11.2f}{row['p90_ms']:>9.2f}"
-                f"{row['min_ms']:>9.2f}{row['max_ms']:>9.2f}"
-            )
-    out(
-        f"  added by the proxy: median {sse['added_median_ms']:.2f} ms, "
-        f"p90 {sse['added_p90_ms']:.2f} ms"
-    )
-    out("  where it goes: medians of each leg, from wall-clock stamps by the client, the route")
-    out("  (x-bench-timing: handler entered, upstream request sent) and the backend's record")
-    columns = [
-        ("to_handler_ms", "→handler"),
-        ("handler_to_send_ms", "→send"),
-        ("send_to_backend_ms", "→backend"),
-        ("to_backend_ms", "(to backend)"),
-        ("in_backend_ms", "in backend"),
-        ("backend_to_client_ms", "→client"),
-        ("handler_to_client_ms", "(handler→client)"),
-    ]
-    out(f"  {'path':<30}" + "".join(f"{title:>{max(len(title) + 1, 9)}}" for _, title in columns))
-    if any(
-        value < 0
-        for key in sse_keys
-        for value in sse.get(key, {}).get("legs_median_ms", {}).values()
-    ):
-        out("  WARNING: a leg below zero: the clock was stepped while a server ran, so the")
-        out("  route's stamps (Node's time origin plus its monotonic clock) are off")
-    for key in sse_keys:
-        legs = sse.get(key, {}).get("legs_median_ms")
-        label = sse_labels.get(key, "  " + key.removeprefix("variant:"))
-        if legs:
-            out(
-                f"  {label:<30}"
-                + "".join(
-                    f"{legs[leg]:>{max(len(title) + 1, 9)}.2f}"
-                    if leg in legs
-                    else f"{'':>{max(len(title) + 1, 9)}}"
-                    for leg, title in columns
-                )
-            )
-    out("")
+    print_sse(figures["sse"], "back to back")
+    paused = figures.get("sse_after_pause")
+    if paused:
+        idle = figures["idle_slowdown"]
+        print_sse(paused, f"each after {paused['pause_ms']:g} ms idle")
+        out(
+            f"  this machine ran fixed CPU work (sha256 of 2 MiB) {idle['slowdown']:.2f}× slower "
+            f"after {idle['pause_ms']:g} ms idle: {idle['work_after_pause_ms']:.2f} ms, "
+            f"{idle['work_back_to_back_ms']:.2f} ms back to back"
+        )
+        out("")
     up = figures["upload"]
     out(f"Upload: PUT {up['megabytes']} MiB through the proxy ({up['seconds']:.2f} s)")
     out(
@@ -1194,6 +1300,11 @@ def print_report(figures: dict[str, Any]) -> None:
         out(
             f"  {row['name']:<38}{row['value']:>10}  target {row['target']:<10}"
             f"{verdict(row['met'])}"
+        )
+    if paused:
+        out(
+            f"  (SSE added after {paused['pause_ms']:g} ms idle, median: "
+            f"{paused['added_median_ms']:.2f} ms; see above)"
         )
     if figures.get("profile"):
         out("")
@@ -1462,12 +1573,18 @@ def main(argv: list[str] | None = None) -> int:
         step(f"SSE warm-up: {sse_warmup:g} s of wrk per path")
         for name, url in sse_urls.items():
             run_wrk(f"sse_warmup:{name}", url, script, args, sse_warmup, {})
-        sse = measure_sse(
+        sse = measure_sse(sse_urls, args.sse_requests, warmup=10, backend_url=backend.base_url)
+        step(f"SSE again, {SSE_PAUSE_S * 1000:g} ms idle before each request")
+        sse_after_pause = measure_sse(
             sse_urls,
             args.sse_requests,
             warmup=10,
             backend_url=backend.base_url,
+            pause_s=SSE_PAUSE_S,
+            tag="idle",
         )
+        idle = idle_slowdown(SSE_PAUSE_S)
+        wake = wake_round_trip()
 
         step(f"upload: PUT {args.upload_mb} MiB through the proxy, sampling RSS")
         upload = measure_upload(load_app, args.upload_mb, args.rss_interval_ms / 1000)
@@ -1531,6 +1648,9 @@ def main(argv: list[str] | None = None) -> int:
             / throughput["proxy"]["cpu_us_per_request"]["next"],
             "load_average_before": load_before,
             "sse": sse,
+            "sse_after_pause": sse_after_pause,
+            "idle_slowdown": idle,
+            "wake_round_trip": wake,
             "upload": upload,
             "targets": targets,
         }
