@@ -106,7 +106,7 @@ it.each([
   ["CHATKIT_ALLOWED_ORIGINS", "https://ok.example,s3cret"],
 ])("leaves an invalid %s's value out of the message", (variable, value) => {
   expect(() => loadProxySettings({ [variable]: value })).toThrow(
-    new RegExp(`^${variable} is invalid: expected`),
+    new RegExp(`^${variable} is invalid: .*expected`),
   );
   try {
     loadProxySettings({ [variable]: value });
@@ -116,7 +116,7 @@ it.each([
 });
 
 describe("ConfigurationError", () => {
-  it("names the variable, its value and what was expected", () => {
+  it("names the variable and what was expected", () => {
     const error = new ConfigurationError("SOME_VAR", "expected z");
 
     expect(error.name).toBe("ConfigurationError");
@@ -144,4 +144,14 @@ describe("loadProxySettings allowed origins", () => {
       ).toThrow(/CHATKIT_ALLOWED_ORIGINS/);
     },
   );
+
+  it("says which entry of CHATKIT_ALLOWED_ORIGINS is not an origin", () => {
+    expect(() =>
+      loadProxySettings({
+        CHATKIT_ALLOWED_ORIGINS: "https://a.example,, https://b.example/app",
+      }),
+    ).toThrow(
+      /^CHATKIT_ALLOWED_ORIGINS is invalid: entry 3 of 3 is not an origin/,
+    );
+  });
 });

@@ -106,27 +106,32 @@ function readAllowedOrigins(
     return [];
   }
 
-  return value
-    .split(",")
-    .map((item) => item.trim())
-    .filter((item) => item !== "")
-    .map((item) => {
-      let origin: string | null = null;
-      try {
-        origin = new URL(item).origin;
-      } catch {
-        // reported below
-      }
-      if (
-        origin === null ||
-        origin === "null" ||
-        origin !== item.replace(/\/$/, "")
-      ) {
-        throw new ConfigurationError(
-          "CHATKIT_ALLOWED_ORIGINS",
+  const entries = value.split(",");
+  const origins: string[] = [];
+  entries.forEach((entry, index) => {
+    const item = entry.trim();
+    if (item === "") {
+      return;
+    }
+    let origin: string | null = null;
+    try {
+      origin = new URL(item).origin;
+    } catch {
+      // reported below
+    }
+    if (
+      origin === null ||
+      origin === "null" ||
+      origin !== item.replace(/\/$/, "")
+    ) {
+      // The entry's place in the list, not its text: see ConfigurationError.
+      throw new ConfigurationError(
+        "CHATKIT_ALLOWED_ORIGINS",
+        `entry ${index + 1} of ${entries.length} is not an origin (scheme://host[:port]); ` +
           "expected comma-separated origins such as https://app.example.com,https://admin.example.com",
-        );
-      }
-      return origin;
-    });
+      );
+    }
+    origins.push(origin);
+  });
+  return origins;
 }
