@@ -219,3 +219,71 @@ def test_new_names_the_question_when_a_yaml_answer_does_not_parse(tmp_path: Path
     assert "--data custom_headers: not valid YAML" in result.output
     assert "for example custom_headers=[{name: X-Page-URL, source: client}" in result.output
     assert not dest.exists()
+
+
+def test_new_with_a_missing_package_manager_writes_nothing(tmp_path: Path, monkeypatch) -> None:
+    dest = tmp_path / "my-app"
+    real_which = steps.shutil.which
+    monkeypatch.setattr(
+        steps.shutil, "which", lambda name: None if name == "bun" else real_which(name)
+    )
+
+    result = runner.invoke(app, ["new", str(dest), "--defaults", "--package-manager", "bun"])
+
+    assert result.exit_code == 4
+    assert "bun is not installed" in result.output
+    assert "Rendered" not in result.output
+    assert not dest.exists()
+
+
+def test_new_removes_the_render_when_a_later_step_fails(tmp_path: Path, monkeypatch) -> None:
+    dest = tmp_path / "my-app"
+    dest.mkdir()  # an empty directory stays, emptied again
+
+    def failing_install(where: Path, manager: str) -> None:
+        raise steps.StepFailedError(f"`{manager} install` failed in {where} (exit 1):\nE404")
+
+    monkeypatch.setattr(steps, "install", failing_install)
+
+    result = runner.invoke(app, ["new", str(dest), "--defaults", "--package-manager", "npm"])
+
+    assert result.exit_code == 5
+    assert "E404" in result.output
+    assert f"Removed what was rendered into {dest}." in result.output
+    assert dest.is_dir() and list(dest.iterdir()) == []
+
+
+def test_new_names_the_cookie_in_its_next_steps(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["new", str(tmp_path / "a"), "--defaults", "--no-git", "--no-install"]
+        + ["--data", "cookie_name=__Host-session"],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "has the __Host-session cookie set" in result.output
+
+
+def test_data_file_errors_name_the_file_on_one_line(tmp_path: Path) -> None:
+    typo = tmp_path / "typo.yml"
+    typo.write_text("cookie-name: session\n")
+    broken = tmp_path / "broken.yml"
+    broken.write_text("cookie_name: id_token\ncustom_headers: [{name: X-A, source: client\n")
+
+    misnamed = runner.invoke(
+        app, ["new", str(tmp_path / "a"), "--defaults", "--data-file", str(typo)]
+    )
+    unparsable = runner.invoke(
+        app, ["new", str(tmp_path / "b"), "--defaults", "--data-file", str(broken)]
+    )
+
+    assert misnamed.exit_code == 2
+    assert f"--data-file {typo} cookie-name: the template has no such question" in misnamed.output
+    assert "did you mean cookie_name?" in misnamed.output
+    assert unparsable.exit_code == 2
+    message = unparsable.output.strip().splitlines()
+    assert len(message) == 1, unparsable.output
+    assert message[0].startswith(f"chatkit-proxy: --data-file {broken}: not valid YAML (")
+    assert "at line 3, column 1" in message[0]
+    assert "for example a line `cookie_name: id_token`" in message[0]
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -79,23 +79,55 @@ def new(
 ) -> None:
     """Render a new app into DEST, commit it and install its dependencies."""
     answers = steps.parse_data(data or [], data_file)
+    # The tools are looked for first, so that a missing one leaves nothing on disk. The
+    # template ships no lock file, so the manager found now is the one found after.
+    manager = choose_manager(dest, package_manager, needed=install)
+    if git:
+        steps.require("git", "install git, or pass --no-git")
+    existed = dest.is_dir()
     # Copier's own next steps would repeat ours, so it renders quietly.
     steps.render(dest, answers, defaults=defaults, template=template, vcs_ref=vcs_ref, quiet=True)
     typer.echo(f"Rendered the app into {dest}.")
-    manager = package_manager.value if package_manager else steps.detect_package_manager(dest)
-    if install:
-        typer.echo(f"Installing dependencies with {manager} …")
-        steps.install(dest, manager)
-    if git:
-        # After the install, so the lock file is in the first commit and the tree is
-        # clean for `update`.
-        steps.git_init_and_commit(dest, "Create the app from the ChatKit proxy template")
+    try:
+        if install:
+            typer.echo(f"Installing dependencies with {manager} …")
+            steps.install(dest, manager)
+        if git:
+            # After the install, so the lock file is in the first commit and the tree
+            # is clean for `update`.
+            steps.git_init_and_commit(dest, "Create the app from the ChatKit proxy template")
+    except CliError as error:
+        # All or nothing: a half-made app would only make the next `new` refuse DEST.
+        steps.discard(dest, existed)
+        raise type(error)(f"{error}\nRemoved what was rendered into {dest}.") from None
 
+    cookie = steps.recorded_answer(dest, "cookie_name")
     typer.echo(f"\nDone. Next steps:\n\n  cd {dest}")
     if not install:
         typer.echo(f"  {manager} install")
     typer.echo(f"  {manager} run dev\n")
-    typer.echo("Then open http://localhost:3000 in a browser that has the login cookie set.")
+    typer.echo(
+        "Then open http://localhost:3000 in a browser that has the "
+        + (f"{cookie} cookie set (the user's token)." if cookie else "login cookie set.")
+    )
+
+
+def choose_manager(dest: Path, chosen: PackageManager | None, *, needed: bool) -> str:
+    """The package manager to install with, or to name in the next steps."""
+    if chosen is not None:
+        if needed:
+            steps.require(
+                chosen.value,
+                f"install {chosen.value}, choose another with --package-manager, "
+                "or pass --no-install",
+            )
+        return chosen.value
+    try:
+        return steps.detect_package_manager(dest)
+    except CliError:
+        if needed:
+            raise
+        return "npm"  # only named in the next steps
 
 
 @app.command()

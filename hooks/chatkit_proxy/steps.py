@@ -31,35 +31,60 @@ ANSWERS_FILE = ".copier-answers.yml"
 VERIFY_SCRIPTS = ("typecheck", "lint", "format:check", "test", "build")
 
 
-def parse_data(pairs: Sequence[str], data_file: Path | None) -> dict[str, Any]:
+@dataclass
+class Answers:
+    """Answers given on the command line, and where each came from, as errors name it."""
+
+    values: dict[str, Any]
+    sources: dict[str, str]  # question -> "--data" or "--data-file <path>"
+
+    def source(self, question: str) -> str:
+        return self.sources.get(question, "--data")
+
+
+def parse_data(pairs: Sequence[str], data_file: Path | None) -> Answers:
     """Answers from `--data-file` (YAML), then `--data KEY=VALUE` pairs on top.
 
     Values from `--data` stay text, as with Copier's own flag: Copier reads them by
     each question's type, so `custom_headers=[{name: X-A, source: client}]` is a list.
     """
-    data: dict[str, Any] = {}
+    answers = Answers({}, {})
     if data_file is not None:
+        label = f"--data-file {data_file}"
+        example = "for example a line `cookie_name: id_token`"
         try:
             loaded = yaml.safe_load(data_file.read_text())
-        except (OSError, yaml.YAMLError) as error:
+        except OSError as error:
+            raise AnswerError(f"{label}: cannot read it ({error.strerror})") from None
+        except yaml.YAMLError as error:
             raise AnswerError(
-                f"--data-file {data_file}: cannot read it as YAML ({error})"
+                f"{label}: not valid YAML ({describe_yaml_error(error)}); {example}"
             ) from None
         if not isinstance(loaded, dict):
-            raise AnswerError(
-                f"--data-file {data_file}: expected a mapping of question: answer, "
-                "such as `cookie_name: id_token`"
-            )
-        data.update(loaded)
+            raise AnswerError(f"{label}: expected a mapping of question: answer, {example}")
+        for key, value in loaded.items():
+            answers.values[str(key)] = value
+            answers.sources[str(key)] = label
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise AnswerError(f"--data {pair!r}: expected KEY=VALUE, such as cookie_name=id_token")
-        data[key.strip()] = value
-    return data
+        answers.values[key.strip()] = value
+        answers.sources[key.strip()] = "--data"
+    return answers
 
 
-def check_question_names(data: Mapping[str, Any], template: str | Path) -> None:
+def describe_yaml_error(error: yaml.YAMLError) -> str:
+    """PyYAML's complaint on one line, with where it is: its own text spans several."""
+    problem = getattr(error, "problem", None)
+    if not problem:
+        return one_line(error)
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
+def check_question_names(answers: Answers, template: str | Path) -> None:
     """Refuse answers to questions the template does not ask: a typo would be ignored.
 
     A `--data` answer to a YAML question is parsed here too, so that a typo in it is
@@ -71,28 +96,30 @@ def check_question_names(data: Mapping[str, Any], template: str | Path) -> None:
         return  # a remote template: Copier reads its questions itself
     spec = yaml.safe_load(config.read_text())
     questions = [name for name in spec if not name.startswith("_")]
-    for name, value in data.items():
+    for name, value in answers.values.items():
         if name not in questions:
             close = difflib.get_close_matches(name, questions, n=1)
             hint = f"did you mean {close[0]}?" if close else f"questions: {', '.join(questions)}"
-            raise AnswerError(f"--data {name}: the template has no such question; {hint}")
+            raise AnswerError(
+                f"{answers.source(name)} {name}: the template has no such question; {hint}"
+            )
         question = spec[name] if isinstance(spec[name], dict) else {}
         if question.get("type") == "yaml" and isinstance(value, str):
             try:
                 yaml.safe_load(value)
             except yaml.YAMLError as error:
-                problem = getattr(error, "problem", None) or str(error).splitlines()[0]
                 example = yaml.safe_dump(
                     question.get("default"), default_flow_style=True, width=10**6
                 ).strip()
                 raise AnswerError(
-                    f"--data {name}: not valid YAML ({problem}); for example {name}={example}"
+                    f"{answers.source(name)} {name}: not valid YAML "
+                    f"({describe_yaml_error(error)}); for example {name}={example}"
                 ) from None
 
 
 def render(
     dest: Path,
-    data: Mapping[str, Any],
+    answers: Answers,
     *,
     defaults: bool,
     template: str | Path = TEMPLATE_ROOT,
@@ -102,12 +129,12 @@ def render(
     """Render the template into `dest`, which must not exist or be empty."""
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise DestinationError(f"{dest} already exists and is not empty; choose a new directory")
-    check_question_names(data, template)
+    check_question_names(answers, template)
     with copier_errors():
         run_copy(
             str(template),
             str(dest),
-            data=dict(data),
+            data=dict(answers.values),
             defaults=defaults,
             unsafe=False,
             vcs_ref=vcs_ref,
@@ -117,7 +144,7 @@ def render(
 
 def update(
     dest: Path,
-    data: Mapping[str, Any],
+    answers: Answers,
     *,
     defaults: bool,
     vcs_ref: str | None = None,
@@ -134,11 +161,11 @@ def update(
     if git_output(dest, "status", "--porcelain"):
         raise DestinationError(f"{dest} has uncommitted changes; commit or stash them first")
     recorded = yaml.safe_load((dest / ANSWERS_FILE).read_text()) or {}
-    check_question_names(data, dest / str(recorded.get("_src_path", "")))
+    check_question_names(answers, dest / str(recorded.get("_src_path", "")))
     with copier_errors():
         run_update(
             str(dest),
-            data=dict(data),
+            data=dict(answers.values),
             defaults=defaults,
             overwrite=True,
             unsafe=False,
@@ -200,6 +227,25 @@ def detect_package_manager(dest: Path, env: Mapping[str, str] | None = None) -> 
         "none of npm, pnpm, yarn or bun is installed; install Node.js 20 (it brings npm), "
         "or pass --no-install"
     )
+
+
+def discard(dest: Path, existed: bool) -> None:
+    """Undo a render: remove `dest`, or only what is in it if it was an empty directory."""
+    if not existed:
+        shutil.rmtree(dest, ignore_errors=True)
+        return
+    for child in dest.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def recorded_answer(dest: Path, question: str) -> Any:
+    """One answer from the rendered app's answers file, or None."""
+    with contextlib.suppress(OSError, yaml.YAMLError, AttributeError):
+        return (yaml.safe_load((dest / ANSWERS_FILE).read_text()) or {}).get(question)
+    return None
 
 
 def install(dest: Path, manager: str) -> None:
