@@ -649,7 +649,8 @@ async function readRequestBody(
     chunks.push(value);
     total += value.byteLength;
   }
-  reader.releaseLock();
+  // The reader keeps its lock: nothing reads this body again, and releasing a lock on a
+  // stream that has not ended makes a TypeError, stack and all, on every request.
   return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total);
 }
 
