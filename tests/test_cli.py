@@ -178,9 +178,8 @@ def test_new_installs_and_verify_names_the_failing_check(tmp_path: Path) -> None
     failing = runner.invoke(app, ["verify", str(dest)])
 
     assert passing.exit_code == 0, passing.output
-    assert "package-lock.json" in git_files(
-        dest
-    )  # committed with the app: update needs a clean tree
+    # The lock file is committed with the app: update needs a clean tree.
+    assert "package-lock.json" in git_files(dest)
     assert passing.output.count("ok  ") == len(steps.VERIFY_SCRIPTS)
     assert failing.exit_code == 5
     assert "FAIL  npm run typecheck" in failing.output

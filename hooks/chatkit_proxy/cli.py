@@ -11,7 +11,7 @@ from typing import Annotated, Optional, TypeVar
 import typer
 
 from chatkit_proxy import TEMPLATE_ROOT, steps
-from chatkit_proxy.errors import CliError, StepFailedError
+from chatkit_proxy.errors import CliError, StepFailedError, ToolMissingError
 
 app = typer.Typer(
     help="Make, update and check Next.js apps rendered from the ChatKit proxy template.",
@@ -101,7 +101,7 @@ def new(
         steps.discard(dest, existed)
         raise type(error)(f"{error}\nRemoved what was rendered into {dest}.") from None
 
-    cookie = steps.recorded_answer(dest, "cookie_name")
+    cookie = steps.recorded_answers(dest).get("cookie_name")
     typer.echo(f"\nDone. Next steps:\n\n  cd {dest}")
     if not install:
         typer.echo(f"  {manager} install")
@@ -124,7 +124,7 @@ def choose_manager(dest: Path, chosen: PackageManager | None, *, needed: bool) -
         return chosen.value
     try:
         return steps.detect_package_manager(dest)
-    except CliError:
+    except ToolMissingError:
         if needed:
             raise
         return "npm"  # only named in the next steps

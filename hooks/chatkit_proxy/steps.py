@@ -38,9 +38,6 @@ class Answers:
     values: dict[str, Any]
     sources: dict[str, str]  # question -> "--data" or "--data-file <path>"
 
-    def source(self, question: str) -> str:
-        return self.sources.get(question, "--data")
-
 
 def parse_data(pairs: Sequence[str], data_file: Path | None) -> Answers:
     """Answers from `--data-file` (YAML), then `--data KEY=VALUE` pairs on top.
@@ -101,7 +98,7 @@ def check_question_names(answers: Answers, template: str | Path) -> None:
             close = difflib.get_close_matches(name, questions, n=1)
             hint = f"did you mean {close[0]}?" if close else f"questions: {', '.join(questions)}"
             raise AnswerError(
-                f"{answers.source(name)} {name}: the template has no such question; {hint}"
+                f"{answers.sources[name]} {name}: the template has no such question; {hint}"
             )
         question = spec[name] if isinstance(spec[name], dict) else {}
         if question.get("type") == "yaml" and isinstance(value, str):
@@ -112,7 +109,7 @@ def check_question_names(answers: Answers, template: str | Path) -> None:
                     question.get("default"), default_flow_style=True, width=10**6
                 ).strip()
                 raise AnswerError(
-                    f"{answers.source(name)} {name}: not valid YAML "
+                    f"{answers.sources[name]} {name}: not valid YAML "
                     f"({describe_yaml_error(error)}); for example {name}={example}"
                 ) from None
 
@@ -160,8 +157,7 @@ def update(
         raise DestinationError(f"{dest} is not a git repository; `git init` and commit it first")
     if git_output(dest, "status", "--porcelain"):
         raise DestinationError(f"{dest} has uncommitted changes; commit or stash them first")
-    recorded = yaml.safe_load((dest / ANSWERS_FILE).read_text()) or {}
-    check_question_names(answers, dest / str(recorded.get("_src_path", "")))
+    check_question_names(answers, dest / str(recorded_answers(dest).get("_src_path", "")))
     with copier_errors():
         run_update(
             str(dest),
@@ -241,11 +237,13 @@ def discard(dest: Path, existed: bool) -> None:
             child.unlink(missing_ok=True)
 
 
-def recorded_answer(dest: Path, question: str) -> Any:
-    """One answer from the rendered app's answers file, or None."""
-    with contextlib.suppress(OSError, yaml.YAMLError, AttributeError):
-        return (yaml.safe_load((dest / ANSWERS_FILE).read_text()) or {}).get(question)
-    return None
+def recorded_answers(dest: Path) -> dict[str, Any]:
+    """The answers a rendered app records in its answers file; empty if it has none."""
+    with contextlib.suppress(OSError, yaml.YAMLError):
+        recorded = yaml.safe_load((dest / ANSWERS_FILE).read_text())
+        if isinstance(recorded, dict):
+            return recorded
+    return {}
 
 
 def install(dest: Path, manager: str) -> None:
